@@ -1,0 +1,1 @@
+"""greenroom's agent execution core, built on the `runtime` actor kernel."""

@@ -1,0 +1,34 @@
+"""greenroom's actor kernel on trio: actors, mailboxes, supervision, metrics.
+
+Knows nothing of users, agents or sockets; `actors` is built on it.
+"""
+
+from ._actor import YIELD_EVERY, Actor, ActorRef
+from ._exceptions import ActorError, ActorStopped, MailboxFull, RestartIntensityExceeded
+from ._mailbox import Mailbox
+from ._metrics import ActorCollector
+from ._stats import ActorStatistics, KindStatistics, SystemStatistics
+from ._supervisor import ChildSpec, RestartBook, RestartIntensity, RestartType, Supervisor
+from ._system import ActorSystem, open_actor_system
+
+__all__ = [
+    "YIELD_EVERY",
+    "Actor",
+    "ActorCollector",
+    "ActorError",
+    "ActorRef",
+    "ActorStatistics",
+    "ActorStopped",
+    "ActorSystem",
+    "ChildSpec",
+    "KindStatistics",
+    "Mailbox",
+    "MailboxFull",
+    "RestartBook",
+    "RestartIntensity",
+    "RestartIntensityExceeded",
+    "RestartType",
+    "Supervisor",
+    "SystemStatistics",
+    "open_actor_system",
+]

@@ -1,0 +1,383 @@
+"""Actors, their references, and the cell that carries one across restarts."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from time import perf_counter
+from typing import TYPE_CHECKING, Any, ClassVar, Generic, TypeVar, final
+
+import attrs
+import outcome
+import trio
+from trio.lowlevel import Abort, Task, current_task, reschedule, wait_task_rescheduled
+
+from ._exceptions import ActorStopped, MailboxFull
+from ._mailbox import Mailbox
+from ._stats import ActorStatistics, KindBooks
+
+if TYPE_CHECKING:
+    from ._supervisor import ChildSpec, Supervisor
+
+M = TypeVar("M")
+
+#: An actor checkpoints after this many messages handled without yielding,
+#: and a task's run of `send` calls yields after this many, so neither can
+#: starve the rest of the program.
+YIELD_EVERY = 64
+
+
+class Actor(Generic[M]):
+    """Base class for actors: override `handle`, and the hooks as needed.
+
+    An actor's state is touched only by its own task, one message at a time.
+    The kernel creates instances through the factory given to `spawn`, so a
+    restart always starts from a fresh instance.
+
+    Class attributes tune the kind: `mailbox_capacity` bounds the mailbox;
+    with `hibernate = True` the actor holds no task while its mailbox is empty
+    and its nursery idle, and wakes on the next message (how 100 000 idle
+    actors fit in memory); `kind` names it in statistics (default: class name).
+    """
+
+    mailbox_capacity: ClassVar[int] = 1024
+    hibernate: ClassVar[bool] = False
+    kind: ClassVar[str] = ""
+
+    __slots__ = ("_cell",)
+    _cell: _Cell
+
+    async def on_start(self) -> None:
+        """Called before the actor's ref is handed out, and after each restart."""
+
+    async def handle(self, message: M) -> Any:
+        """Handle one message. For an `ask`, the return value is the reply.
+
+        An exception raised while handling an `ask` goes back to the asker
+        and the actor carries on; one raised while handling a plain `send`
+        crashes the actor, and its supervisor decides what happens next.
+        """
+        raise NotImplementedError(f"{type(self).__name__} does not handle {message!r}")
+
+    async def on_stop(self) -> None:
+        """Called on an orderly stop, after the queued messages were handled.
+
+        Tasks still running in `nursery` are cancelled when it returns. Not
+        called after a crash, nor when the grace period ran out.
+        """
+
+    @property
+    def ref(self) -> ActorRef[M]:
+        """This actor's own reference (stable across restarts)."""
+        return ActorRef(self._cell)
+
+    @property
+    def nursery(self) -> trio.Nursery:
+        """The nursery of the actor's current activation, for its own tasks."""
+        nursery = self._cell.nursery
+        if nursery is None:
+            raise RuntimeError(f"{self._cell.name} is not running")
+        return nursery
+
+    def start_task(self, fn: Callable[..., Awaitable[Any]], *args: Any, name: str = "") -> None:
+        """Run `fn(*args)` in the actor's nursery.
+
+        When it ends the actor is woken, so a hibernating actor can go dormant
+        once its last task is done. An exception from it crashes the actor.
+        """
+        cell = self._cell
+
+        async def run() -> None:
+            try:
+                await fn(*args)
+            finally:
+                cell.mailbox.poke()
+
+        self.nursery.start_soon(run, name=name or getattr(fn, "__qualname__", None))
+
+    def stop(self) -> None:
+        """End this actor after the message being handled, as a normal exit.
+
+        Messages already queued are handled first. A `permanent` actor is
+        restarted after a normal exit; `transient` and `temporary` ones are not.
+        """
+        self._cell.request_stop(normal_exit=True)
+
+
+class _Ask:
+    """A request in a mailbox, with the parked task that awaits its reply."""
+
+    __slots__ = ("message", "task")
+
+    def __init__(self, message: Any, task: Task) -> None:
+        self.message = message
+        self.task: Task | None = task
+
+    def reply(self, value: Any) -> None:
+        task = self.task
+        if task is not None:
+            self.task = None
+            reschedule(task, outcome.Value(value))
+
+    def fail(self, error: BaseException) -> None:
+        task = self.task
+        if task is not None:
+            self.task = None
+            reschedule(task, outcome.Error(error))
+
+
+@final
+class ActorRef(Generic[M]):
+    """The only handle to an actor that others get. Stable across restarts.
+
+    `send` and `send_nowait` tell; `ask` waits for the reply. All three raise
+    `ActorStopped` once the actor has stopped (and count a dead letter).
+    """
+
+    __slots__ = ("_cell",)
+
+    def __init__(self, cell: _Cell) -> None:
+        self._cell = cell
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, ActorRef) and other._cell is self._cell
+
+    def __hash__(self) -> int:
+        return id(self._cell)
+
+    def __repr__(self) -> str:
+        return f"<ActorRef {self._cell.name} ({self._cell.state})>"
+
+    @property
+    def name(self) -> str:
+        return self._cell.name
+
+    @property
+    def stopped(self) -> bool:
+        """True once the actor has stopped for good."""
+        return self._cell.state == "stopped"
+
+    def send_nowait(self, message: M) -> None:
+        """Queue `message` without yielding.
+
+        Raises `MailboxFull` when the mailbox is at capacity (nothing queued)
+        and `ActorStopped` when the actor has stopped.
+        """
+        cell = self._cell
+        try:
+            cell.mailbox.put_nowait(message)
+        except ActorStopped:
+            cell.books.dead_letter()
+            raise
+
+    async def send(self, message: M) -> None:
+        """Queue `message`, waiting while the mailbox is full (backpressure).
+
+        Fast path: when there is room this returns without yielding, except
+        that a task yields once every `YIELD_EVERY` sends, so a loop of sends
+        stays fair. If cancelled while waiting for room, nothing was queued.
+        """
+        cell = self._cell
+        mailbox = cell.mailbox
+        try:
+            try:
+                mailbox.put_nowait(message)
+            except MailboxFull:
+                await mailbox.put(message)
+        except ActorStopped:
+            cell.books.dead_letter()
+            raise
+        pacer = cell.pacer
+        pacer.sends += 1
+        if pacer.sends >= YIELD_EVERY:
+            pacer.sends = 0
+            await trio.lowlevel.checkpoint()
+
+    async def ask(self, message: M) -> Any:
+        """Send `message` and wait for the handler's return value.
+
+        The handler's exception, if it raised one, is re-raised here. Raises
+        `ActorStopped` if the actor stops or crashes before replying. A timeout
+        is the caller's: wrap the call in `trio.fail_after`. If cancelled, the
+        reply is abandoned; the message may still be handled.
+        """
+        cell = self._cell
+        request = _Ask(message, current_task())
+        try:
+            try:
+                cell.mailbox.put_nowait(request)
+            except MailboxFull:
+                await cell.mailbox.put(request)
+        except ActorStopped:
+            cell.books.dead_letter()
+            raise
+
+        def abort(_: Any) -> Abort:
+            request.task = None
+            return Abort.SUCCEEDED
+
+        return await wait_task_rescheduled(abort)
+
+    async def stop(self) -> None:
+        """Stop the actor and wait until it has stopped; it is not restarted.
+
+        Queued messages are handled first, then `on_stop` runs; past the
+        child's grace period the actor is cancelled. Idempotent.
+        """
+        await self._cell.supervisor.stop_child(self._cell)
+
+    def statistics(self) -> ActorStatistics:
+        return self._cell.statistics()
+
+
+@attrs.define(eq=False, slots=True)
+class _Pacer:
+    """Counts sends that returned without yielding (one per actor system)."""
+
+    sends: int = 0
+
+
+@attrs.define(eq=False, slots=True)
+class _Cell:
+    """What outlives an actor instance: its mailbox, counters and place in a tree.
+
+    Touched by the actor's own activation task and, synchronously, by the
+    supervisor that owns it.
+    """
+
+    name: str
+    spec: ChildSpec
+    supervisor: Supervisor
+    mailbox: Mailbox
+    pacer: _Pacer
+    books: KindBooks
+    actor: Actor[Any] | None = None
+    nursery: trio.Nursery | None = None
+    scope: trio.CancelScope | None = None
+    # "starting" -> "running" | "dormant" <-> "running" -> "stopping" -> "stopped"
+    state: str = "starting"
+    normal_exit: bool = False
+    current_ask: _Ask | None = None
+    handled: int = 0
+    busy_seconds: float = 0.0
+    restarts: int = 0
+    _done: trio.Event | None = None
+
+    def request_stop(self, *, normal_exit: bool = False) -> None:
+        """Ask the actor to stop once its queue is drained (never blocks)."""
+        if self.state in ("stopping", "stopped"):
+            return
+        self.normal_exit = normal_exit
+        if not normal_exit:
+            self.mailbox.close()
+        was_dormant = self.state == "dormant"
+        self.state = "stopping"
+        if was_dormant:
+            self.supervisor.activate(self)
+        else:
+            self.mailbox.poke()
+
+    async def wait_stopped(self) -> None:
+        if self.state == "stopped":
+            return
+        if self._done is None:
+            self._done = trio.Event()
+        await self._done.wait()
+
+    def finish(self, reason: BaseException | None) -> None:
+        """Mark the actor stopped for good: fail what waits, free what it held."""
+        if self.state == "stopped":
+            return
+        self.state = "stopped"
+        self.mailbox.close()
+        self.fail_current_ask(reason)
+        for item in self.mailbox.take_all():
+            if isinstance(item, _Ask):
+                item.fail(ActorStopped(f"{self.name} stopped before replying"))
+            else:
+                self.books.dead_letter()
+        self.books.retire(self)
+        self.actor = None
+        if self._done is not None:
+            self._done.set()
+
+    def wake(self) -> None:
+        """A message reached this dormant actor: give it a task again."""
+        self.supervisor.activate(self)
+
+    def restart(self) -> None:
+        """Forget the failed instance; the next one comes from the factory."""
+        self.actor = None
+        self.restarts += 1
+        self.normal_exit = False
+        self.state = "running"
+
+    def revive(self) -> None:
+        """Make a stopped cell startable again (its supervisor restarted)."""
+        self.mailbox.reopen()
+        self.actor = None
+        self.normal_exit = False
+        self.state = "starting"
+        self._done = None
+        self.books.enlist(self)
+
+    def fail_current_ask(self, reason: BaseException | None) -> None:
+        request, self.current_ask = self.current_ask, None
+        if request is not None:
+            error = ActorStopped(f"{self.name} stopped before replying")
+            error.__cause__ = reason
+            request.fail(error)
+
+    async def serve(self, actor: Actor[Any]) -> None:
+        """Handle messages until a stop is requested and the queue is empty,
+        or, for a hibernating actor, until there is nothing left to do."""
+        mailbox = self.mailbox
+        handle = actor.handle
+        nursery = self.nursery
+        assert nursery is not None
+        hibernate = actor.hibernate
+        batch = 0
+        began = perf_counter()
+        try:
+            while True:
+                try:
+                    item = mailbox.get_nowait()
+                except trio.WouldBlock:
+                    if self.state == "stopping":
+                        return
+                    if hibernate and not nursery.child_tasks:
+                        return
+                    self.busy_seconds += perf_counter() - began
+                    await mailbox.wait()
+                    began = perf_counter()
+                    batch = 0
+                    continue
+                if type(item) is _Ask:
+                    self.current_ask = item
+                    try:
+                        result = await handle(item.message)
+                    except Exception as error:
+                        item.fail(error)
+                    else:
+                        item.reply(result)
+                    self.current_ask = None
+                else:
+                    await handle(item)
+                self.handled += 1
+                batch += 1
+                if batch >= YIELD_EVERY:
+                    batch = 0
+                    await trio.lowlevel.checkpoint()
+        finally:
+            self.busy_seconds += perf_counter() - began
+
+    def statistics(self) -> ActorStatistics:
+        return ActorStatistics(
+            name=self.name,
+            kind=self.books.kind,
+            state=self.state,
+            mailbox_depth=len(self.mailbox),
+            mailbox_capacity=self.mailbox.capacity,
+            messages_handled=self.handled,
+            busy_seconds=self.busy_seconds,
+            restarts=self.restarts,
+        )

@@ -1,0 +1,45 @@
+"""The exceptions the actor kernel raises.
+
+    ActorError                     base of everything below
+    ├── ActorStopped               the actor is gone (a send to it, or an ask awaiting it)
+    ├── MailboxFull                send_nowait found the mailbox full (also trio.WouldBlock)
+    └── RestartIntensityExceeded   a supervisor gave up after too many restarts
+
+An exception raised by an actor's own handler during an `ask` is not wrapped:
+it is re-raised in the caller as it is.
+"""
+
+from __future__ import annotations
+
+import trio
+
+
+class ActorError(Exception):
+    """Base class of the kernel's own exceptions."""
+
+
+class ActorStopped(ActorError):
+    """The actor has stopped, or stopped before it could reply.
+
+    Raised by `send`, `send_nowait` and `ask` on a stopped actor (each such send
+    also counts a dead letter), and by an `ask` whose actor stops or crashes
+    while the request is queued or being handled. Unlike `MailboxFull`, trying
+    again never helps: the actor will not come back under this reference.
+    """
+
+
+class MailboxFull(ActorError, trio.WouldBlock):
+    """`send_nowait` found the actor's mailbox at capacity.
+
+    The message was not queued. The actor is alive: `await ref.send(...)`
+    waits for room instead, which is how backpressure reaches the sender.
+    """
+
+
+class RestartIntensityExceeded(ActorError):
+    """A supervisor saw more restarts within its window than it allows.
+
+    It has stopped all of its children, in reverse start order, and escalates
+    to its parent; the root supervisor raises it out of `open_actor_system`.
+    The crash that tipped it over is chained as ``__cause__``.
+    """

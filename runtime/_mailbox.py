@@ -1,0 +1,141 @@
+"""A bounded mailbox that waits only when it must.
+
+Built directly on `trio.lowlevel` parking: the consumer parks only when the
+mailbox is empty, a producer only when it is full. Everything else is a deque
+operation, which is what makes the actor fast path possible.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from collections.abc import Callable
+from typing import Any
+
+import attrs
+import trio
+from trio.lowlevel import Abort, ParkingLot, Task, current_task, reschedule, wait_task_rescheduled
+
+from ._exceptions import ActorStopped, MailboxFull
+
+
+def _positive(instance: object, attribute: attrs.Attribute[int], value: int) -> None:
+    if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+        raise ValueError(f"{attribute.name} must be a positive integer, got {value!r}")
+
+
+@attrs.define(eq=False, slots=True)
+class Mailbox:
+    """A FIFO of at most `capacity` messages with one consumer.
+
+    `put_nowait` never yields; it raises `MailboxFull` at capacity and
+    `ActorStopped` once closed. `put` waits for room (backpressure). The queue
+    itself is allocated on the first message and dropped again by `shrink`,
+    so an empty, dormant mailbox costs a few dozen bytes.
+    """
+
+    capacity: int = attrs.field(validator=_positive)
+    name: str = "actor"
+    _items: deque[Any] | None = attrs.field(default=None, init=False)
+    _receiver: Task | None = attrs.field(default=None, init=False)
+    _senders: ParkingLot | None = attrs.field(default=None, init=False)
+    _closed: bool = attrs.field(default=False, init=False)
+    # Called once, on the next arrival, when nobody is parked to receive it:
+    # how a dormant actor is woken.
+    on_arrival: Callable[[], None] | None = attrs.field(default=None, init=False)
+
+    def __len__(self) -> int:
+        return 0 if self._items is None else len(self._items)
+
+    @property
+    def closed(self) -> bool:
+        return self._closed
+
+    def put_nowait(self, item: Any) -> None:
+        """Queue `item` without yielding, or raise `MailboxFull` / `ActorStopped`."""
+        if self._closed:
+            raise ActorStopped(f"{self.name} has stopped")
+        items = self._items
+        if items is None:
+            items = self._items = deque()
+        elif len(items) >= self.capacity:
+            raise MailboxFull(f"{self.name}'s mailbox is full ({self.capacity} messages)")
+        items.append(item)
+        self._wake()
+
+    async def put(self, item: Any) -> None:
+        """Queue `item`, waiting while the mailbox is full.
+
+        Returns without yielding when there is room. If cancelled while
+        waiting, nothing was queued.
+        """
+        while True:
+            try:
+                self.put_nowait(item)
+                return
+            except MailboxFull:
+                if self._senders is None:
+                    self._senders = ParkingLot()
+                await self._senders.park()
+
+    def get_nowait(self) -> Any:
+        """Take the oldest item; raise `trio.WouldBlock` if there is none."""
+        items = self._items
+        if not items:
+            raise trio.WouldBlock
+        item = items.popleft()
+        if self._senders:
+            self._senders.unpark()
+        return item
+
+    async def wait(self) -> None:
+        """Park the consumer until an item arrives or `poke` is called.
+
+        Returns at once if items are waiting. Cancellable.
+        """
+        if self._items:
+            return
+        self._receiver = current_task()
+
+        def abort(_: Any) -> Abort:
+            self._receiver = None
+            return Abort.SUCCEEDED
+
+        await wait_task_rescheduled(abort)
+
+    def poke(self) -> None:
+        """Wake a parked consumer without giving it an item."""
+        self._wake()
+
+    def _wake(self) -> None:
+        task = self._receiver
+        if task is not None:
+            self._receiver = None
+            reschedule(task)
+        elif self.on_arrival is not None:
+            callback, self.on_arrival = self.on_arrival, None
+            callback()
+
+    def shrink(self) -> None:
+        """Drop the empty queue's storage (a dormant mailbox holds no deque)."""
+        if not self._items:
+            self._items = None
+
+    def close(self) -> None:
+        """Refuse further puts; what is queued stays to be taken.
+
+        Producers parked on a full mailbox are woken and get `ActorStopped`.
+        """
+        self._closed = True
+        self.on_arrival = None
+        if self._senders is not None:
+            self._senders.unpark_all()
+
+    def reopen(self) -> None:
+        """Accept puts again (the actor behind it was started afresh)."""
+        self._closed = False
+
+    def take_all(self) -> list[Any]:
+        """Remove and return everything queued, oldest first."""
+        leftover = list(self._items or ())
+        self._items = None
+        return leftover

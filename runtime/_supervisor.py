@@ -1,0 +1,397 @@
+"""Supervision: who starts actors, restarts them, and stops them in order."""
+
+from __future__ import annotations
+
+import enum
+import logging
+import math
+from collections import deque
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+import attrs
+import trio
+
+from ._actor import Actor, ActorRef, _Cell, _Pacer
+from ._exceptions import RestartIntensityExceeded
+from ._mailbox import Mailbox
+from ._stats import KindBooks
+
+log = logging.getLogger("runtime")
+
+A = TypeVar("A", bound=Actor[Any])
+
+
+class RestartType(enum.Enum):
+    """When a supervisor restarts a child (OTP's restart types).
+
+    `PERMANENT`: after a crash and after a normal exit (`Actor.stop()`).
+    `TRANSIENT`: after a crash only. `TEMPORARY`: never.
+    A child stopped from outside (`ActorRef.stop()`, shutdown) is never restarted.
+    """
+
+    PERMANENT = "permanent"
+    TRANSIENT = "transient"
+    TEMPORARY = "temporary"
+
+
+def _non_negative_int(instance: object, attribute: attrs.Attribute[int], value: int) -> None:
+    if not isinstance(value, int) or isinstance(value, bool) or value < 0:
+        raise ValueError(f"{attribute.name} must be a whole number >= 0, got {value!r}")
+
+
+def _positive_number(instance: object, attribute: attrs.Attribute[float], value: float) -> None:
+    if not isinstance(value, int | float) or isinstance(value, bool) or not value > 0:
+        raise ValueError(f"{attribute.name} must be a number > 0, got {value!r}")
+
+
+@attrs.frozen(kw_only=True)
+class RestartIntensity:
+    """At most `max_restarts` restarts within any `window` seconds; one more escalates."""
+
+    max_restarts: int = attrs.field(default=3, validator=_non_negative_int)
+    window: float = attrs.field(default=5.0, validator=_positive_number)
+
+
+@attrs.define(eq=False)
+class RestartBook:
+    """The restart-intensity rule, without I/O: may one more restart happen now?"""
+
+    intensity: RestartIntensity
+    _times: deque[float] = attrs.Factory(deque)
+
+    def allow(self, now: float) -> bool:
+        """Record a restart at `now`; False when that exceeds the intensity."""
+        times = self._times
+        times.append(now)
+        while times and times[0] <= now - self.intensity.window:
+            times.popleft()
+        return len(times) <= self.intensity.max_restarts
+
+    def reset(self) -> None:
+        self._times.clear()
+
+
+@attrs.frozen(kw_only=True)
+class ChildSpec:
+    """How a supervisor makes, restarts and stops one child."""
+
+    factory: Callable[[], Actor[Any]]
+    restart: RestartType = RestartType.PERMANENT
+    grace: float = attrs.field(default=5.0, validator=_positive_number)
+
+
+class _Verdict(enum.Enum):
+    RESTART = enum.auto()
+    STOP = enum.auto()
+    ESCALATE = enum.auto()
+
+
+@attrs.define(eq=False, slots=True)
+class SystemBooks:
+    """What all supervisors of one actor system share: kinds, names, pacing."""
+
+    kinds: dict[str, KindBooks] = attrs.Factory(dict)
+    pacer: _Pacer = attrs.Factory(_Pacer)
+    _serial: int = 0
+
+    def kind(self, name: str) -> KindBooks:
+        books = self.kinds.get(name)
+        if books is None:
+            books = self.kinds[name] = KindBooks(name)
+        return books
+
+    def next_name(self, kind: str) -> str:
+        self._serial += 1
+        return f"{kind}-{self._serial}"
+
+
+def _one_error(error: BaseException) -> BaseException:
+    while isinstance(error, BaseExceptionGroup) and len(error.exceptions) == 1:
+        error = error.exceptions[0]
+    return error
+
+
+@attrs.define(eq=False)
+class Supervisor:
+    """Owns a nursery; starts, restarts and stops its children.
+
+    Children start with `nursery.start`: `spawn` returns once the actor's
+    `on_start` has run. Stopping goes in reverse start order (or all at once
+    with `concurrent_stop`), each child given its grace period before it is
+    cancelled. Too many restarts within the intensity window stop every child
+    and escalate `RestartIntensityExceeded` to the parent.
+    """
+
+    name: str
+    books: SystemBooks
+    intensity: RestartIntensity = attrs.Factory(RestartIntensity)
+    restart: RestartType = RestartType.PERMANENT
+    concurrent_stop: bool = False
+    _nursery: trio.Nursery | None = attrs.field(default=None, init=False)
+    _children: dict[_Cell | Supervisor, None] = attrs.field(factory=dict, init=False)
+    _restarts: RestartBook = attrs.field(init=False)
+    _escalation: RestartIntensityExceeded | None = attrs.field(default=None, init=False)
+    _stopping: bool = attrs.field(default=False, init=False)
+
+    def __attrs_post_init__(self) -> None:
+        self._restarts = RestartBook(self.intensity)
+
+    @property
+    def children(self) -> list[ActorRef[Any] | Supervisor]:
+        """Live children in start order."""
+        return [c if isinstance(c, Supervisor) else ActorRef(c) for c in self._children]
+
+    def _open_nursery(self) -> trio.Nursery:
+        if self._nursery is None or self._stopping:
+            raise RuntimeError(f"supervisor {self.name} is not running")
+        return self._nursery
+
+    async def spawn(
+        self,
+        factory: Callable[[], A],
+        *,
+        name: str | None = None,
+        restart: RestartType = RestartType.PERMANENT,
+        grace: float = 5.0,
+        mailbox_capacity: int | None = None,
+    ) -> ActorRef[Any]:
+        """Create an actor with `factory()`, start it, and return its ref.
+
+        Returns once `on_start` has completed; an exception from the factory
+        or from `on_start` is raised here and nothing is left behind.
+        """
+        nursery = self._open_nursery()
+        spec = ChildSpec(factory=factory, restart=restart, grace=grace)
+        actor = factory()
+        kind = type(actor).kind or type(actor).__name__
+        name = name or self.books.next_name(kind)
+        cell = _Cell(
+            name=name,
+            spec=spec,
+            supervisor=self,
+            mailbox=Mailbox(mailbox_capacity or type(actor).mailbox_capacity, name),
+            pacer=self.books.pacer,
+            books=self.books.kind(kind),
+            actor=actor,
+        )
+        cell.books.enlist(cell)
+        self._children[cell] = None
+        await nursery.start(self._activation, cell)
+        return ActorRef(cell)
+
+    async def start_supervisor(
+        self,
+        name: str,
+        *,
+        intensity: RestartIntensity | None = None,
+        restart: RestartType = RestartType.PERMANENT,
+        concurrent_stop: bool = False,
+    ) -> Supervisor:
+        """Start a child supervisor. When it escalates, this one treats that
+        as the child's crash: restart it (its children start afresh under the
+        same refs) within this supervisor's intensity, or escalate in turn."""
+        nursery = self._open_nursery()
+        child = Supervisor(
+            name,
+            self.books,
+            intensity or RestartIntensity(),
+            restart,
+            concurrent_stop,
+        )
+        self._children[child] = None
+        await nursery.start(self._supervise, child)
+        return child
+
+    def activate(self, cell: _Cell) -> None:
+        """Start a task for a dormant child (called when a message arrives)."""
+        assert self._nursery is not None
+        self._nursery.start_soon(self._activation, cell, name=cell.name)
+
+    async def stop_child(self, cell: _Cell) -> None:
+        """Stop one child: drain, `on_stop`, and cancel it after its grace."""
+        if cell.state == "stopped":
+            return
+        cell.request_stop()
+        with trio.move_on_after(cell.spec.grace):
+            await cell.wait_stopped()
+        if cell.state != "stopped":
+            log.warning(
+                "actor %s did not stop within %ss; cancelling it", cell.name, cell.spec.grace
+            )
+            if cell.scope is not None:
+                cell.scope.cancel()
+            await cell.wait_stopped()
+
+    async def stop(self) -> None:
+        """Stop every child (reverse start order, or concurrently), then self."""
+        self._stopping = True
+        await self._stop_children()
+        if self._nursery is not None:
+            self._nursery.cancel_scope.cancel()
+
+    async def _stop_children(self) -> None:
+        children = list(reversed(self._children))
+        if self.concurrent_stop:
+            async with trio.open_nursery() as nursery:
+                for child in children:
+                    nursery.start_soon(self._stop_one, child)
+        else:
+            for child in children:
+                await self._stop_one(child)
+
+    async def _stop_one(self, child: _Cell | Supervisor) -> None:
+        if isinstance(child, Supervisor):
+            await child.stop()
+        else:
+            await self.stop_child(child)
+
+    async def run(
+        self, *, task_status: trio.TaskStatus[Supervisor] = trio.TASK_STATUS_IGNORED
+    ) -> None:
+        """Own the nursery until stopped; raise `RestartIntensityExceeded` on escalation."""
+        self._escalation = None
+        self._stopping = False
+        self._restarts.reset()
+        async with trio.open_nursery() as nursery:
+            self._nursery = nursery
+            for child in list(self._children):
+                await self._revive(nursery, child)
+            task_status.started(self)
+            await trio.sleep(math.inf)  # until stop() cancels the nursery
+        self._nursery = None
+        if self._escalation is not None:
+            raise self._escalation
+
+    async def _revive(self, nursery: trio.Nursery, child: _Cell | Supervisor) -> None:
+        """After this supervisor restarted: start a child again, or forget it."""
+        if isinstance(child, Supervisor):
+            if child.restart is RestartType.TEMPORARY:
+                del self._children[child]
+            else:
+                await nursery.start(self._supervise, child)
+        elif child.spec.restart is RestartType.TEMPORARY:
+            del self._children[child]
+        else:
+            child.revive()
+            await nursery.start(self._activation, child)
+
+    async def _supervise(
+        self,
+        child: Supervisor,
+        *,
+        task_status: trio.TaskStatus[Supervisor] = trio.TASK_STATUS_IGNORED,
+    ) -> None:
+        while True:
+            try:
+                await child.run(task_status=task_status)
+                self._children.pop(child, None)
+                return
+            except RestartIntensityExceeded as error:
+                task_status = trio.TASK_STATUS_IGNORED
+                verdict = self._verdict(child.restart, normal=False)
+                log.error("supervisor %s gave up: %s", child.name, error)
+                if verdict is _Verdict.RESTART:
+                    continue
+                self._children.pop(child, None)
+                if verdict is _Verdict.ESCALATE:
+                    await self._escalate(error)
+                return
+
+    def _verdict(self, restart: RestartType, *, normal: bool) -> _Verdict:
+        if self._stopping or restart is RestartType.TEMPORARY:
+            return _Verdict.STOP
+        if normal and restart is not RestartType.PERMANENT:
+            return _Verdict.STOP
+        if self._restarts.allow(trio.current_time()):
+            return _Verdict.RESTART
+        return _Verdict.ESCALATE
+
+    async def _escalate(self, error: BaseException) -> None:
+        if self._escalation is not None:
+            return
+        limit = self.intensity
+        escalation = RestartIntensityExceeded(
+            f"supervisor {self.name}: more than {limit.max_restarts} restarts "
+            f"within {limit.window}s"
+        )
+        escalation.__cause__ = error
+        self._escalation = escalation
+        self._stopping = True
+        await self._stop_children()
+        if self._nursery is not None:
+            self._nursery.cancel_scope.cancel()
+
+    async def _activation(
+        self, cell: _Cell, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED
+    ) -> None:
+        """One stretch of an actor's life with a task: from a wake-up (or its
+        start) until it goes dormant or stops, restarting it in between."""
+        starting = cell.state == "starting"
+        cell.mailbox.on_arrival = None
+        if cell.state == "dormant":
+            cell.state = "running"
+        while True:
+            crash: BaseException | None = None
+            scope = cell.scope = trio.CancelScope()
+            try:
+                with scope:
+                    async with trio.open_nursery() as nursery:
+                        cell.nursery = nursery
+                        actor = cell.actor
+                        if actor is None:
+                            actor = cell.actor = cell.spec.factory()
+                        if not hasattr(actor, "_cell"):
+                            actor._cell = cell
+                            await actor.on_start()
+                        if starting:
+                            starting = False
+                            if cell.state == "starting":
+                                cell.state = "running"
+                            task_status.started()
+                        await cell.serve(actor)
+                        if cell.state == "stopping":
+                            await actor.on_stop()
+                            nursery.cancel_scope.cancel()
+            except Exception as error:
+                cell.nursery = None
+                if starting:
+                    self._forget(cell, error)
+                    raise
+                crash = _one_error(error)
+                cell.fail_current_ask(crash)
+                log.error("actor %s crashed", cell.name, exc_info=crash)
+                verdict = self._verdict(cell.spec.restart, normal=False)
+            except BaseException:
+                cell.nursery = None
+                self._forget(cell, None)
+                raise
+            else:
+                cell.nursery = None
+                if cell.state != "stopping" and not scope.cancelled_caught:
+                    if len(cell.mailbox):
+                        continue
+                    cell.state = "dormant"
+                    cell.mailbox.shrink()
+                    cell.mailbox.on_arrival = cell.wake
+                    return
+                if cell.mailbox.closed or scope.cancelled_caught:
+                    verdict = _Verdict.STOP
+                else:
+                    verdict = self._verdict(cell.spec.restart, normal=cell.normal_exit)
+            if verdict is _Verdict.RESTART:
+                cell.restart()
+                continue
+            self._forget(cell, crash, keep=verdict is _Verdict.ESCALATE)
+            if verdict is _Verdict.ESCALATE:
+                assert crash is not None
+                await self._escalate(crash)
+            return
+
+    def _forget(self, cell: _Cell, reason: BaseException | None, *, keep: bool = False) -> None:
+        """Mark a child stopped; keep its place only if a restart of this
+        supervisor would start it again."""
+        cell.finish(reason)
+        revivable = cell.spec.restart is not RestartType.TEMPORARY
+        if not (revivable and (keep or self._stopping)):
+            self._children.pop(cell, None)
