@@ -3,7 +3,7 @@
 Knows nothing of users, agents or sockets; `actors` is built on it.
 """
 
-from ._actor import YIELD_EVERY, Actor, ActorRef
+from ._actor import YIELD_EVERY, Actor, ActorRef, ChildExited
 from ._exceptions import ActorError, ActorStopped, MailboxFull, RestartIntensityExceeded
 from ._mailbox import Mailbox
 from ._metrics import ActorCollector
@@ -20,6 +20,7 @@ __all__ = [
     "ActorStatistics",
     "ActorStopped",
     "ActorSystem",
+    "ChildExited",
     "ChildSpec",
     "KindStatistics",
     "Mailbox",

@@ -229,6 +229,19 @@ class ActorRef(Generic[M]):
         return self._cell.statistics()
 
 
+@attrs.frozen
+class ChildExited:
+    """Delivered to a child's monitor when the child has stopped for good.
+
+    `error` is the crash that ended it, or None for an orderly stop. It is
+    queued past the monitor's mailbox capacity, so it is never lost while the
+    monitor lives.
+    """
+
+    ref: ActorRef[Any]
+    error: BaseException | None
+
+
 @attrs.define(eq=False, slots=True)
 class _Pacer:
     """Counts sends that returned without yielding (one per actor system)."""
@@ -257,6 +270,7 @@ class _Cell:
     state: str = "starting"
     normal_exit: bool = False
     current_ask: _Ask | None = None
+    monitor: ActorRef[Any] | None = None
     handled: int = 0
     busy_seconds: float = 0.0
     restarts: int = 0
@@ -299,6 +313,11 @@ class _Cell:
         self.actor = None
         if self._done is not None:
             self._done.set()
+        if self.monitor is not None:
+            try:
+                self.monitor._cell.mailbox.put_urgent(ChildExited(ActorRef(self), reason))
+            except ActorStopped:
+                self.monitor._cell.books.dead_letter()
 
     def wake(self) -> None:
         """A message reached this dormant actor: give it a task again."""

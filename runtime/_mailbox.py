@@ -62,6 +62,16 @@ class Mailbox:
         items.append(item)
         self._wake()
 
+    def put_urgent(self, item: Any) -> None:
+        """Queue `item` even past capacity (for notices that must never be
+        lost, such as `ChildExited`); raise `ActorStopped` once closed."""
+        if self._closed:
+            raise ActorStopped(f"{self.name} has stopped")
+        if self._items is None:
+            self._items = deque()
+        self._items.append(item)
+        self._wake()
+
     async def put(self, item: Any) -> None:
         """Queue `item`, waiting while the mailbox is full.
 

@@ -155,11 +155,13 @@ class Supervisor:
         restart: RestartType = RestartType.PERMANENT,
         grace: float = 5.0,
         mailbox_capacity: int | None = None,
+        monitor: ActorRef[Any] | None = None,
     ) -> ActorRef[Any]:
         """Create an actor with `factory()`, start it, and return its ref.
 
         Returns once `on_start` has completed; an exception from the factory
-        or from `on_start` is raised here and nothing is left behind.
+        or from `on_start` is raised here and nothing is left behind. When the
+        child stops for good, `monitor` (if given) receives `ChildExited`.
         """
         nursery = self._open_nursery()
         spec = ChildSpec(factory=factory, restart=restart, grace=grace)
@@ -174,6 +176,7 @@ class Supervisor:
             pacer=self.books.pacer,
             books=self.books.kind(kind),
             actor=actor,
+            monitor=monitor,
         )
         cell.books.enlist(cell)
         self._children[cell] = None
@@ -357,7 +360,11 @@ class Supervisor:
                 cell.nursery = None
                 if starting:
                     self._forget(cell, error)
-                    raise
+                    # spawn raises what on_start raised, not our nursery's group.
+                    failure = _one_error(error)
+                    if failure is error:
+                        raise
+                    raise failure from failure.__cause__
                 crash = _one_error(error)
                 cell.fail_current_ask(crash)
                 log.error("actor %s crashed", cell.name, exc_info=crash)

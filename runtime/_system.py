@@ -34,10 +34,16 @@ class ActorSystem:
         restart: RestartType = RestartType.PERMANENT,
         grace: float = 5.0,
         mailbox_capacity: int | None = None,
+        monitor: ActorRef[Any] | None = None,
     ) -> ActorRef[Any]:
         """Start an actor under the root supervisor (see `Supervisor.spawn`)."""
         return await self.root.spawn(
-            factory, name=name, restart=restart, grace=grace, mailbox_capacity=mailbox_capacity
+            factory,
+            name=name,
+            restart=restart,
+            grace=grace,
+            mailbox_capacity=mailbox_capacity,
+            monitor=monitor,
         )
 
     async def start_supervisor(
