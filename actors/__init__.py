@@ -1,1 +1,57 @@
 """greenroom's agent execution core, built on the `runtime` actor kernel."""
+
+from ._agents import Agent, AgentRegistry, RunContext
+from ._books import FactoryBooks, FactoryStatistics
+from ._bridge import Subscription
+from ._config import CoreConfig
+from ._context import UserContext
+from ._core import Core, open_core
+from ._engine import EngineRules
+from ._errors import (
+    CoreClosed,
+    DuplicateRun,
+    EngineLimitReached,
+    GreenroomError,
+    InvalidRequest,
+    InvalidResume,
+    UnknownAgent,
+    UnknownRun,
+)
+from ._events import ERROR_REASONS, EVENT_TYPES, Event, Gap
+from ._factory import EngineFactory, UserEngine
+from ._streams import StreamBooks
+from .demo import DEMO_AGENTS, CalcAgent, EchoAgent, SleepAgent, calculate
+
+__all__ = [
+    "DEMO_AGENTS",
+    "ERROR_REASONS",
+    "EVENT_TYPES",
+    "Agent",
+    "AgentRegistry",
+    "CalcAgent",
+    "Core",
+    "CoreClosed",
+    "CoreConfig",
+    "DuplicateRun",
+    "EchoAgent",
+    "EngineFactory",
+    "EngineLimitReached",
+    "EngineRules",
+    "Event",
+    "FactoryBooks",
+    "FactoryStatistics",
+    "Gap",
+    "GreenroomError",
+    "InvalidRequest",
+    "InvalidResume",
+    "RunContext",
+    "SleepAgent",
+    "StreamBooks",
+    "Subscription",
+    "UnknownAgent",
+    "UnknownRun",
+    "UserContext",
+    "UserEngine",
+    "calculate",
+    "open_core",
+]

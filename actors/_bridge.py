@@ -1,0 +1,166 @@
+"""The event bridge: the one actor that numbers, keeps and fans out events."""
+
+from __future__ import annotations
+
+import contextlib
+import time
+from collections import deque
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+import attrs
+import trio
+
+from runtime import Actor, ActorRef, ActorStopped, MailboxFull
+
+from ._errors import CoreClosed
+from ._events import Event, Gap
+from ._streams import StreamBooks, Subscriber
+
+
+@attrs.frozen
+class Emit:
+    user_id: str
+    run_id: str
+    type: str
+    data: dict[str, Any]
+    ts: float
+
+
+@attrs.frozen
+class OpenRun:
+    user_id: str
+    run_id: str
+
+
+@attrs.frozen
+class EndOpenRuns:
+    user_id: str
+    reason: str
+    detail: str
+
+
+@attrs.frozen
+class Subscribe:
+    subscriber: Subscriber
+    after: int
+
+
+@attrs.frozen
+class Unsubscribe:
+    subscriber: Subscriber
+
+
+class BridgeActor(Actor[Any]):
+    """Feeds `StreamBooks` and delivers with `send_nowait` only: a full
+    subscriber queue ends that subscription ("overflow"); nobody waits."""
+
+    mailbox_capacity = 65536
+    kind = "bridge"
+
+    def __init__(self, books: StreamBooks) -> None:
+        self.books = books
+
+    async def handle(self, message: Any) -> Any:
+        books = self.books
+        match message:
+            case Emit(user_id, run_id, type, data, ts):
+                event = books.number(user_id, run_id, type, data, ts)
+                if event is not None:
+                    self._deliver(event)
+            case OpenRun(user_id, run_id):
+                books.open_run(user_id, run_id)
+            case EndOpenRuns(user_id, reason, detail):
+                for event in books.end_open_runs(user_id, reason, detail, time.time()):
+                    self._deliver(event)
+            case Subscribe(subscriber, after):
+                replay = books.replay(subscriber.user_id, after)
+                books.attach(subscriber)
+                return replay
+            case Unsubscribe(subscriber):
+                books.detach(subscriber)
+            case _:
+                raise TypeError(f"the event bridge does not handle {message!r}")
+        return None
+
+    def _deliver(self, event: Event) -> None:
+        for subscriber in list(self.books.subscribers(event.user_id)):
+            try:
+                subscriber.send.send_nowait(event)
+            except trio.WouldBlock:
+                self.books.dropped_by_reason["subscriber_overflow"] += 1
+                self._end(subscriber, "overflow")
+            except (trio.BrokenResourceError, trio.ClosedResourceError):
+                self.books.detach(subscriber)
+
+    def _end(self, subscriber: Subscriber, reason: str) -> None:
+        subscriber.reason = reason
+        self.books.detach(subscriber)
+        subscriber.send.close()
+
+    async def on_stop(self) -> None:
+        for subscriber in self.books.all_subscribers():
+            self._end(subscriber, "shutdown")
+
+
+@attrs.define(eq=False)
+class Subscription:
+    """A user's events as an async iterator: first a `Gap` if events were
+    lost to the replay window, then the replayed events, then live ones.
+
+    Iteration ends when the bridge ends the subscription; `closed_reason`
+    then says why: "overflow" (this consumer fell behind its queue; resume
+    from the last seq it saw) or "shutdown".
+    """
+
+    user_id: str
+    _backlog: deque[Event | Gap]
+    _receive: trio.MemoryReceiveChannel[Event]
+    _subscriber: Subscriber
+
+    @property
+    def closed_reason(self) -> str | None:
+        return self._subscriber.reason
+
+    def __aiter__(self) -> Subscription:
+        return self
+
+    async def __anext__(self) -> Event | Gap:
+        if self._backlog:
+            await trio.lowlevel.checkpoint()
+            return self._backlog.popleft()
+        try:
+            return await self._receive.receive()
+        except trio.EndOfChannel:
+            raise StopAsyncIteration from None
+
+    def receive_nowait(self) -> Event | Gap:
+        """The next item without waiting; raises `trio.WouldBlock` if none is
+        ready and `trio.EndOfChannel` once the subscription has ended."""
+        if self._backlog:
+            return self._backlog.popleft()
+        return self._receive.receive_nowait()
+
+
+@asynccontextmanager
+async def open_subscription(
+    bridge: ActorRef[Any], user_id: str, after: int, queue_size: int
+) -> AsyncIterator[Subscription]:
+    send, receive = trio.open_memory_channel[Event](queue_size)
+    subscriber = Subscriber(user_id, send)
+    try:
+        gap, events = await bridge.ask(Subscribe(subscriber, after))
+    except ActorStopped:
+        raise CoreClosed("the core is shutting down") from None
+    backlog: deque[Event | Gap] = deque(events)
+    if gap is not None:
+        backlog.appendleft(gap)
+    try:
+        yield Subscription(user_id, backlog, receive, subscriber)
+    finally:
+        receive.close()
+        if subscriber.reason is None:
+            # If this is lost, the closed channel detaches it at the next delivery.
+            with contextlib.suppress(ActorStopped, MailboxFull):
+                bridge.send_nowait(Unsubscribe(subscriber))

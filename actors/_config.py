@@ -1,0 +1,48 @@
+"""The core's configuration: keyword-only, validated where it is built."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import attrs
+
+from ._errors import InvalidRequest
+
+
+def _whole(minimum: int) -> Callable[[Any, attrs.Attribute[int], int], None]:
+    def check(instance: object, attribute: attrs.Attribute[int], value: int) -> None:
+        if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+            raise InvalidRequest(
+                f"{attribute.name} must be a whole number >= {minimum}, got {value!r}"
+            )
+
+    return check
+
+
+def _seconds(instance: object, attribute: attrs.Attribute[float], value: float) -> None:
+    if isinstance(value, bool) or not isinstance(value, int | float) or not value > 0:
+        raise InvalidRequest(f"{attribute.name} must be a number of seconds > 0, got {value!r}")
+
+
+@attrs.frozen(kw_only=True)
+class CoreConfig:
+    """Limits and timeouts of a core.
+
+    `max_engines`: engines alive at once (at the limit the least recently
+    active idle one is reaped, else new users are rejected).
+    `max_runs_per_user` run at once per user; `max_queued_runs_per_user`
+    more wait; beyond both a run is rejected. `run_timeout`: seconds a run
+    may take once started. `idle_timeout`: seconds without inbound work after
+    which an idle engine is reaped. `replay_window`: events kept per user
+    for resume. `subscriber_queue`: events buffered per subscriber before
+    it is dropped as too slow.
+    """
+
+    max_engines: int = attrs.field(default=10_000, validator=_whole(1))
+    max_runs_per_user: int = attrs.field(default=4, validator=_whole(1))
+    max_queued_runs_per_user: int = attrs.field(default=16, validator=_whole(0))
+    run_timeout: float = attrs.field(default=300.0, validator=_seconds)
+    idle_timeout: float = attrs.field(default=300.0, validator=_seconds)
+    replay_window: int = attrs.field(default=1000, validator=_whole(1))
+    subscriber_queue: int = attrs.field(default=1000, validator=_whole(1))

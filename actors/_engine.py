@@ -1,0 +1,270 @@
+"""One user's engine: the runs of that user, their limits, timeouts and ends."""
+
+from __future__ import annotations
+
+import time
+from collections import deque
+from typing import Any, Literal
+
+import attrs
+import trio
+
+from runtime import Actor, ActorRef, ActorStopped
+
+from ._agents import AgentRegistry, RunContext
+from ._bridge import Emit, OpenRun
+from ._context import UserContext
+from ._errors import DuplicateRun, UnknownRun
+from ._events import AGENT_COMPLETED, AGENT_ERROR, AGENT_STARTED
+from ._stats import RunBooks, audit
+
+Admission = Literal["started", "queued", "rejected"]
+
+
+@attrs.define(eq=False, slots=True)
+class RunRecord:
+    ctx: UserContext
+    agent: str
+    input: Any
+    scope: trio.CancelScope | None = None
+    #: Why the run is being ended from outside ("cancelled", "shutdown").
+    end_reason: str | None = None
+    end_detail: str = ""
+
+    @property
+    def run_id(self) -> str:
+        return self.ctx.run_id
+
+
+@attrs.define(eq=False, slots=True)
+class EngineRules:
+    """Admission for one user's runs, without I/O.
+
+    At most `max_running` run at once and `max_queued` wait; a run beyond
+    both is rejected. Run ids are unique among the user's live runs.
+    """
+
+    max_running: int
+    max_queued: int
+    _running: dict[str, RunRecord] | None = None
+    _queued: deque[RunRecord] | None = None
+
+    @property
+    def running(self) -> int:
+        return len(self._running) if self._running else 0
+
+    @property
+    def queued(self) -> int:
+        return len(self._queued) if self._queued else 0
+
+    @property
+    def idle(self) -> bool:
+        return not self._running and not self._queued
+
+    def _live(self, run_id: str) -> RunRecord | None:
+        if self._running and run_id in self._running:
+            return self._running[run_id]
+        for record in self._queued or ():
+            if record.run_id == run_id:
+                return record
+        return None
+
+    def admit(self, record: RunRecord) -> Admission:
+        """Decide for a new run; raises `DuplicateRun` and changes nothing."""
+        if self._live(record.run_id) is not None:
+            raise DuplicateRun(f"run_id {record.run_id!r} is already a live run of this user")
+        if self.running < self.max_running:
+            if self._running is None:
+                self._running = {}
+            self._running[record.run_id] = record
+            return "started"
+        if self.queued < self.max_queued:
+            if self._queued is None:
+                self._queued = deque()
+            self._queued.append(record)
+            return "queued"
+        return "rejected"
+
+    def finished(self, run_id: str) -> RunRecord | None:
+        """A running run ended; return the queued run that starts in its place."""
+        if self._running:
+            self._running.pop(run_id, None)
+        if self._queued and self.running < self.max_running:
+            record = self._queued.popleft()
+            assert self._running is not None
+            self._running[record.run_id] = record
+            return record
+        return None
+
+    def withdraw(self, run_id: str) -> tuple[Literal["running", "queued"], RunRecord]:
+        """Find a live run to cancel; a queued one leaves the queue. Raises
+        `UnknownRun` if the user has no live run with that id."""
+        if self._running and run_id in self._running:
+            return "running", self._running[run_id]
+        for record in self._queued or ():
+            if record.run_id == run_id:
+                assert self._queued is not None
+                self._queued.remove(record)
+                return "queued", record
+        raise UnknownRun(f"no live run {run_id!r} for this user")
+
+    def withdraw_all(self) -> tuple[list[RunRecord], list[RunRecord]]:
+        """(running, queued): the queue is emptied; running runs stay until they end."""
+        queued = list(self._queued or ())
+        self._queued = None
+        return list((self._running or {}).values()), queued
+
+
+@attrs.frozen
+class EngineEnv:
+    """What every engine of a core shares (one object, not one per engine)."""
+
+    bridge: ActorRef[Any]
+    agents: AgentRegistry
+    runs: RunBooks
+    max_running: int
+    max_queued: int
+    run_timeout: float
+
+
+@attrs.frozen
+class Submit:
+    ctx: UserContext
+    agent: str
+    input: Any
+
+
+@attrs.frozen
+class Cancel:
+    run_id: str
+
+
+@attrs.frozen
+class EndAll:
+    reason: str
+    detail: str
+
+
+@attrs.frozen
+class _RunEnded:
+    run_id: str
+
+
+class EngineActor(Actor[Any]):
+    """Runs one user's agent runs in its own nursery.
+
+    Hibernates: with no run and no message it holds no task, which is what
+    lets 100 000 idle engines fit in memory.
+    """
+
+    hibernate = True
+    kind = "engine"
+    mailbox_capacity = 256
+    __slots__ = ("env", "rules", "user_id")
+
+    def __init__(self, user_id: str, env: EngineEnv) -> None:
+        self.user_id = user_id
+        self.env = env
+        self.rules = EngineRules(env.max_running, env.max_queued)
+
+    async def handle(self, message: Any) -> Any:
+        match message:
+            case Submit(ctx, agent, input):
+                return await self._submit(RunRecord(ctx, agent, input))
+            case _RunEnded(run_id):
+                following = self.rules.finished(run_id)
+                if following is not None:
+                    self._start(following)
+            case Cancel(run_id):
+                where, record = self.rules.withdraw(run_id)
+                await self._end(record, "cancelled", "cancelled by the user", where)
+            case EndAll(reason, detail):
+                await self._end_all(reason, detail)
+            case _:
+                raise TypeError(f"an engine does not handle {message!r}")
+        return None
+
+    async def on_stop(self) -> None:
+        await self._end_all("shutdown", "the server is shutting down")
+
+    async def _end_all(self, reason: str, detail: str) -> None:
+        running, queued = self.rules.withdraw_all()
+        for record in queued:
+            await self._end(record, reason, detail, "queued")
+        for record in running:
+            await self._end(record, reason, detail, "running")
+
+    async def _submit(self, record: RunRecord) -> Admission:
+        admission = self.rules.admit(record)
+        await self.env.bridge.send(OpenRun(self.user_id, record.run_id))
+        if admission == "started":
+            self._start(record)
+        elif admission == "rejected":
+            rules = self.rules
+            detail = f"the user already has {rules.running} runs running and {rules.queued} queued"
+            await self._emit(record, AGENT_ERROR, {"reason": "rejected", "detail": detail})
+            self.env.runs.ended(record.agent, "rejected", None)
+            audit("run_rejected", user_id=self.user_id, run_id=record.run_id, detail=detail)
+        return admission
+
+    async def _end(self, record: RunRecord, reason: str, detail: str, where: str) -> None:
+        """End a live run from outside: cancel a running one (its task emits
+        the terminal event), or end a queued one here."""
+        if where == "running":
+            if record.end_reason is None:
+                record.end_reason, record.end_detail = reason, detail
+            assert record.scope is not None
+            record.scope.cancel()
+            return
+        await self._emit(record, AGENT_ERROR, {"reason": reason, "detail": detail})
+        self.env.runs.ended(record.agent, reason, None)
+        audit("run_ended", user_id=self.user_id, run_id=record.run_id, outcome=reason)
+
+    def _start(self, record: RunRecord) -> None:
+        record.scope = trio.CancelScope(deadline=trio.current_time() + self.env.run_timeout)
+        self.env.runs.started()
+        self.start_task(self._execute, record, name=f"run {self.user_id}/{record.run_id}")
+
+    async def _emit(self, record: RunRecord, type: str, data: dict[str, Any]) -> None:
+        await self.env.bridge.send(Emit(self.user_id, record.run_id, type, data, time.time()))
+
+    async def _execute(self, record: RunRecord) -> None:
+        env = self.env
+        began = trio.current_time()
+        audit("run_started", user_id=self.user_id, run_id=record.run_id, agent=record.agent)
+        outcome = "exception"
+        data: dict[str, Any] = {"reason": "exception", "detail": "the user's engine failed"}
+        try:
+            assert record.scope is not None
+            with record.scope:
+                agent_cls = env.agents.get(record.agent)
+                await self._emit(
+                    record, AGENT_STARTED, {"agent": record.agent, "input": record.input}
+                )
+
+                async def emit(type: str, data: dict[str, Any]) -> None:
+                    await self._emit(record, type, data)
+
+                output = await agent_cls().run(RunContext(record.ctx, emit), record.input)
+                outcome, data = "completed", {"output": output}
+            if record.scope.cancelled_caught:
+                outcome = record.end_reason or "timeout"
+                detail = record.end_detail or f"the run took longer than {env.run_timeout}s"
+                data = {"reason": outcome, "detail": detail}
+        except Exception as error:
+            data = {"reason": "exception", "detail": f"{type(error).__name__}: {error}"}
+        finally:
+            seconds = trio.current_time() - began
+            data["duration_ms"] = round(seconds * 1000.0, 3)
+            terminal = AGENT_COMPLETED if outcome == "completed" else AGENT_ERROR
+            with trio.CancelScope(shield=True):
+                try:
+                    await self._emit(record, terminal, data)
+                except ActorStopped:
+                    pass
+            env.runs.ended(record.agent, outcome, seconds)
+            audit("run_ended", user_id=self.user_id, run_id=record.run_id, outcome=outcome)
+        try:
+            await self.ref.send(_RunEnded(record.run_id))
+        except ActorStopped:
+            pass  # the engine is stopping; nothing follows this run

@@ -1,0 +1,77 @@
+"""The events a user's stream carries, and the notices beside them."""
+
+from __future__ import annotations
+
+import json
+from typing import Any, Final
+
+import attrs
+
+AGENT_STARTED: Final = "agent_started"
+AGENT_THINKING: Final = "agent_thinking"
+TOOL_EXECUTING: Final = "tool_executing"
+TOOL_COMPLETED: Final = "tool_completed"
+AGENT_COMPLETED: Final = "agent_completed"
+AGENT_ERROR: Final = "agent_error"
+
+EVENT_TYPES: Final = (
+    AGENT_STARTED,
+    AGENT_THINKING,
+    TOOL_EXECUTING,
+    TOOL_COMPLETED,
+    AGENT_COMPLETED,
+    AGENT_ERROR,
+)
+TERMINAL_TYPES: Final = frozenset({AGENT_COMPLETED, AGENT_ERROR})
+
+#: Why a run ended with `agent_error`.
+ERROR_REASONS: Final = ("exception", "timeout", "cancelled", "rejected", "shutdown")
+
+
+def _dumps(value: dict[str, Any]) -> str:
+    return json.dumps(value, separators=(",", ":"), default=repr)
+
+
+@attrs.frozen(kw_only=True)
+class Event:
+    """One numbered event of a user's stream. `seq` is per user, from 1, gapless."""
+
+    type: str
+    seq: int
+    user_id: str
+    run_id: str
+    ts: float
+    data: dict[str, Any]
+
+    @property
+    def terminal(self) -> bool:
+        return self.type in TERMINAL_TYPES
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "type": self.type,
+            "seq": self.seq,
+            "user_id": self.user_id,
+            "run_id": self.run_id,
+            "ts": self.ts,
+            "data": self.data,
+        }
+
+    def to_json(self) -> str:
+        """The wire form: a JSON object (anything unserialisable is repr'd)."""
+        return _dumps(self.to_dict())
+
+
+@attrs.frozen
+class Gap:
+    """Events `start`..`end` (inclusive) are no longer held: a resume cannot
+    replay them. Sent before the replay, never silently skipped."""
+
+    start: int
+    end: int
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"type": "gap", "from": self.start, "to": self.end}
+
+    def to_json(self) -> str:
+        return _dumps(self.to_dict())

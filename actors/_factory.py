@@ -1,0 +1,270 @@
+"""The engine factory: the one actor that creates, hands out and reaps engines."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from time import perf_counter
+from typing import Any
+
+import attrs
+import trio
+
+from runtime import (
+    Actor,
+    ActorRef,
+    ActorStatistics,
+    ActorStopped,
+    ChildExited,
+    RestartType,
+    Supervisor,
+)
+
+from ._books import EngineEntry, FactoryBooks, FactoryStatistics
+from ._bridge import EndOpenRuns
+from ._context import UserContext
+from ._engine import Cancel, EndAll, EngineActor, EngineEnv, Submit
+from ._errors import CoreClosed
+from ._stats import Histogram, audit
+
+
+@attrs.frozen
+class Acquire:
+    user_id: str
+    create: bool
+    lease: bool
+
+
+@attrs.frozen
+class Release:
+    user_id: str
+
+
+@attrs.frozen
+class Cleanup:
+    user_id: str
+
+
+@attrs.frozen
+class Sweep:
+    pass
+
+
+@attrs.frozen
+class Shutdown:
+    pass
+
+
+def _is_idle(entry: EngineEntry) -> bool:
+    ref: ActorRef[Any] = entry.ref
+    return ref.statistics().state == "dormant"
+
+
+class FactoryActor(Actor[Any]):
+    """Handles one message at a time, so two requests for one user can never
+    create two engines. Engines run under `engines` (a supervisor of its
+    own); this actor monitors them so its books stay right when one crashes."""
+
+    kind = "factory"
+    mailbox_capacity = 65536
+
+    def __init__(
+        self,
+        books: FactoryBooks,
+        engines: Supervisor,
+        env: EngineEnv,
+        create_seconds: Histogram,
+    ) -> None:
+        self.books = books
+        self.engines = engines
+        self.env = env
+        self.create_seconds = create_seconds
+        self.closed = False
+
+    async def on_start(self) -> None:
+        self.start_task(self._sweeper, name="idle sweeper")
+
+    async def _sweeper(self) -> None:
+        interval = max(self.books.idle_timeout / 4, 0.01)
+        ref = self.ref
+        while True:
+            await trio.sleep(interval)
+            await ref.send(Sweep())
+
+    async def handle(self, message: Any) -> Any:
+        books = self.books
+        now = trio.current_time()
+        match message:
+            case Acquire(user_id, create, lease):
+                return await self._acquire(user_id, create, lease, now)
+            case Release(user_id):
+                books.release(user_id, now)
+            case Sweep():
+                for user_id in books.expired(now, _is_idle):
+                    await self._reap(user_id, "idle")
+            case Cleanup(user_id):
+                entry = books.get(user_id)
+                if entry is None:
+                    return False
+                await entry.ref.ask(EndAll("cancelled", "the user's engine was cleaned up"))
+                await self._reap(user_id, "cleanup")
+                return True
+            case ChildExited(ref, error):
+                self._exited(ref, error)
+            case Shutdown():
+                self.closed = True
+                users = books.users()
+                async with trio.open_nursery() as nursery:
+                    for user_id in users:
+                        nursery.start_soon(self._reap, user_id, "shutdown")
+            case _:
+                raise TypeError(f"the engine factory does not handle {message!r}")
+        return None
+
+    async def _acquire(self, user_id: str, create: bool, lease: bool, now: float) -> Any:
+        books = self.books
+        entry = books.get(user_id)
+        if entry is not None and entry.ref.stopped:
+            self._exited(entry.ref, RuntimeError("the engine stopped unexpectedly"))
+            entry = None
+        if entry is None:
+            if not create:
+                return None
+            if self.closed:
+                raise CoreClosed("the engine factory is shut down")
+            victim = books.room_for_one(_is_idle)
+            if victim is not None:
+                await self._reap(victim, "lru")
+            began = perf_counter()
+            ref = await self.engines.spawn(
+                lambda: EngineActor(user_id, self.env),
+                name=f"engine:{user_id}",
+                restart=RestartType.TEMPORARY,
+                monitor=self.ref,
+            )
+            self.create_seconds.observe(perf_counter() - began)
+            entry = books.add(user_id, ref, now)
+            audit("engine_created", user_id=user_id, engines=len(books))
+        if lease:
+            books.lease(user_id, now)
+        else:
+            books.touch(user_id, now)
+        return UserEngine(user_id, entry.ref)
+
+    async def _reap(self, user_id: str, reason: str) -> None:
+        entry = self.books.get(user_id)
+        if entry is None:
+            return
+        self.books.remove(user_id, reason)
+        await entry.ref.stop()
+        audit("engine_reaped", user_id=user_id, reason=reason)
+
+    def _exited(self, ref: ActorRef[Any], error: BaseException | None) -> None:
+        """An engine stopped; if the books still hold it, it crashed."""
+        user_id = ref.name.removeprefix("engine:")
+        entry = self.books.get(user_id)
+        if entry is None or entry.ref != ref:
+            return
+        self.books.remove(user_id, "crash")
+        detail = f"the user's engine failed: {type(error).__name__}: {error}"
+        self.env.bridge.send_nowait(EndOpenRuns(user_id, "exception", detail))
+        audit("engine_reaped", user_id=user_id, reason="crash", detail=detail)
+
+
+@attrs.define(eq=False)
+class UserEngine:
+    """One user's engine, as handed out by the factory."""
+
+    user_id: str
+    _ref: ActorRef[Any]
+
+    async def submit(self, ctx: UserContext, agent: str, input: Any) -> str:
+        """Start or queue a run; returns "started", "queued" or "rejected"
+        (a rejected run has already ended with `agent_error`). Raises
+        `DuplicateRun` for a run id that is live for this user."""
+        if ctx.user_id != self.user_id:
+            raise ValueError(f"this engine is {self.user_id!r}'s, not {ctx.user_id!r}'s")
+        result: str = await self._ref.ask(Submit(ctx, agent, input))
+        return result
+
+    async def cancel(self, run_id: str) -> None:
+        """Cancel a live run; raises `UnknownRun` if there is none by that id."""
+        await self._ref.ask(Cancel(run_id))
+
+    @property
+    def alive(self) -> bool:
+        return not self._ref.stopped
+
+    def statistics(self) -> ActorStatistics:
+        return self._ref.statistics()
+
+
+@attrs.define(eq=False)
+class EngineFactory:
+    """The only way to get a user's engine. One message at a time, so
+    concurrent requests for one user always share one engine."""
+
+    _ref: ActorRef[Any]
+    _books: FactoryBooks
+    _create_seconds: Histogram
+
+    async def create_for_user(self, ctx: UserContext) -> UserEngine:
+        """The user's engine, created if they have none.
+
+        At `max_engines` the least recently active idle engine is reaped to
+        make room; if none is idle, `EngineLimitReached` is raised.
+        """
+        return await self._acquire(ctx.user_id, create=True, lease=False)
+
+    @asynccontextmanager
+    async def user_execution_scope(self, ctx: UserContext) -> AsyncIterator[UserEngine]:
+        """The user's engine, held so that it is not reaped until the block ends."""
+        engine = await self._acquire(ctx.user_id, create=True, lease=True)
+        try:
+            yield engine
+        finally:
+            with trio.CancelScope(shield=True):
+                try:
+                    await self._ref.send(Release(ctx.user_id))
+                except ActorStopped:
+                    pass
+
+    async def cleanup_engine(self, user_id: str) -> bool:
+        """End the user's live runs (`agent_error` "cancelled") and stop their
+        engine. False if they had none."""
+        try:
+            done: bool = await self._ref.ask(Cleanup(user_id))
+        except ActorStopped:
+            return False
+        return done
+
+    async def shutdown(self) -> None:
+        """Stop every engine (live runs end with `agent_error` "shutdown") and
+        create no more. Idempotent."""
+        try:
+            await self._ref.ask(Shutdown())
+        except ActorStopped:
+            pass
+
+    def metrics(self) -> FactoryStatistics:
+        """A snapshot of the factory's books."""
+        return self._books.statistics()
+
+    @property
+    def create_seconds(self) -> Histogram:
+        return self._create_seconds
+
+    async def _acquire(self, user_id: str, *, create: bool, lease: bool) -> UserEngine:
+        try:
+            engine: UserEngine = await self._ref.ask(Acquire(user_id, create, lease))
+        except ActorStopped:
+            raise CoreClosed("the engine factory is shut down") from None
+        return engine
+
+    async def lookup(self, user_id: str) -> UserEngine | None:
+        """The user's engine if they have one; never creates."""
+        try:
+            engine: UserEngine | None = await self._ref.ask(Acquire(user_id, False, False))
+        except ActorStopped:
+            return None
+        return engine

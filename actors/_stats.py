@@ -1,0 +1,83 @@
+"""Plain counters the core keeps, and the snapshots read from them."""
+
+from __future__ import annotations
+
+import json
+import logging
+from bisect import bisect_left
+from collections import Counter
+from typing import Any
+
+import attrs
+
+#: Latency buckets in seconds, from 100 µs to 30 s.
+LATENCY_BUCKETS = (
+    0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05,
+    0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
+)  # fmt: skip
+#: Run duration buckets in seconds, from 10 ms to 30 min.
+RUN_BUCKETS = (0.01, 0.05, 0.1, 0.5, 1.0, 5.0, 10.0, 30.0, 60.0, 300.0, 900.0, 1800.0)
+
+_audit = logging.getLogger("greenroom.audit")
+
+
+def audit(what: str, **fields: Any) -> None:
+    """Write one audit record: a JSON object on one line, through logging."""
+    if _audit.isEnabledFor(logging.INFO):
+        _audit.info(json.dumps({"event": what, **fields}, separators=(",", ":"), default=str))
+
+
+@attrs.define(eq=False, slots=True)
+class Histogram:
+    """A fixed-bucket histogram: `observe` is a bisect and two additions."""
+
+    buckets: tuple[float, ...]
+    counts: list[int] = attrs.field(init=False)
+    sum: float = 0.0
+    count: int = 0
+
+    def __attrs_post_init__(self) -> None:
+        self.counts = [0] * (len(self.buckets) + 1)
+
+    def observe(self, value: float) -> None:
+        self.counts[bisect_left(self.buckets, value)] += 1
+        self.sum += value
+        self.count += 1
+
+    def cumulative(self) -> list[tuple[str, int]]:
+        """(upper bound, observations at or below it), ending with "+Inf"."""
+        running, out = 0, []
+        for bound, n in zip((*map(str, self.buckets), "+Inf"), self.counts, strict=True):
+            running += n
+            out.append((bound, running))
+        return out
+
+    def quantile(self, q: float) -> float:
+        """The upper bound of the bucket holding the q-quantile (0 if empty)."""
+        if not self.count:
+            return 0.0
+        target, running = q * self.count, 0
+        for bound, n in zip((*self.buckets, float("inf")), self.counts, strict=True):
+            running += n
+            if running >= target:
+                return bound
+        return float("inf")
+
+
+@attrs.define(eq=False, slots=True)
+class RunBooks:
+    """Counts of runs across all engines; each engine reports ends here."""
+
+    active: int = 0
+    outcomes: Counter[tuple[str, str]] = attrs.Factory(Counter)
+    seconds: Histogram = attrs.Factory(lambda: Histogram(RUN_BUCKETS))
+
+    def started(self) -> None:
+        self.active += 1
+
+    def ended(self, agent: str, outcome: str, seconds: float | None) -> None:
+        """A run ended; `seconds` is None for one that never started."""
+        self.outcomes[agent, outcome] += 1
+        if seconds is not None:
+            self.active -= 1
+            self.seconds.observe(seconds)

@@ -1,0 +1,142 @@
+"""The rules of users' event streams, without I/O: numbering, replay, runs.
+
+`StreamBooks` never awaits. The bridge actor feeds it messages one at a
+time and does the delivering; tests drive it directly.
+"""
+
+from __future__ import annotations
+
+from collections import Counter, deque
+from itertools import islice
+from typing import Any
+
+import attrs
+
+from ._errors import InvalidResume
+from ._events import AGENT_ERROR, TERMINAL_TYPES, Event, Gap
+
+
+@attrs.define(eq=False, slots=True)
+class Subscriber:
+    """One delivery target of a user's stream (a connection, say)."""
+
+    user_id: str
+    send: Any  # trio.MemorySendChannel[Event]
+    #: Why the bridge ended it: "overflow", "shutdown", or None while live.
+    reason: str | None = None
+
+
+@attrs.define(eq=False, slots=True)
+class _Stream:
+    last_seq: int = 0
+    replay: deque[Event] | None = None
+    open_runs: dict[str, None] | None = None
+    subscribers: list[Subscriber] = attrs.Factory(list)
+
+
+@attrs.define(eq=False)
+class StreamBooks:
+    """Every user's stream: the last `seq`, a bounded replay window, the runs
+    that have not yet ended, and who is subscribed.
+
+    Guarantees, per user: `seq` starts at 1 and has no gaps; a run's events
+    are numbered only between its opening and its one terminal event (later
+    ones are dropped and counted); the replay window keeps the newest
+    `replay_window` events.
+    """
+
+    replay_window: int
+    _streams: dict[str, _Stream] = attrs.Factory(dict)
+    events_by_type: Counter[str] = attrs.Factory(Counter)
+    dropped_by_reason: Counter[str] = attrs.Factory(Counter)
+
+    def _stream(self, user_id: str) -> _Stream:
+        stream = self._streams.get(user_id)
+        if stream is None:
+            stream = self._streams[user_id] = _Stream()
+        return stream
+
+    def last_seq(self, user_id: str) -> int:
+        stream = self._streams.get(user_id)
+        return 0 if stream is None else stream.last_seq
+
+    def open_run(self, user_id: str, run_id: str) -> None:
+        stream = self._stream(user_id)
+        if stream.open_runs is None:
+            stream.open_runs = {}
+        stream.open_runs[run_id] = None
+
+    def open_runs(self, user_id: str) -> list[str]:
+        stream = self._streams.get(user_id)
+        return [] if stream is None or not stream.open_runs else list(stream.open_runs)
+
+    def number(
+        self, user_id: str, run_id: str, type: str, data: dict[str, Any], ts: float
+    ) -> Event | None:
+        """Give the event its `seq` and keep it for replay; None (dropped)
+        if its run is not open: never opened, or already ended."""
+        stream = self._streams.get(user_id)
+        if stream is None or not stream.open_runs or run_id not in stream.open_runs:
+            self.dropped_by_reason["run_not_open"] += 1
+            return None
+        if type in TERMINAL_TYPES:
+            del stream.open_runs[run_id]
+        stream.last_seq += 1
+        event = Event(
+            type=type, seq=stream.last_seq, user_id=user_id, run_id=run_id, ts=ts, data=data
+        )
+        if stream.replay is None:
+            stream.replay = deque(maxlen=self.replay_window)
+        stream.replay.append(event)
+        self.events_by_type[type] += 1
+        return event
+
+    def end_open_runs(self, user_id: str, reason: str, detail: str, ts: float) -> list[Event]:
+        """End every open run of the user with `agent_error`."""
+        return [
+            event
+            for run_id in self.open_runs(user_id)
+            if (
+                event := self.number(
+                    user_id, run_id, AGENT_ERROR, {"reason": reason, "detail": detail}, ts
+                )
+            )
+            is not None
+        ]
+
+    def replay(self, user_id: str, after: int) -> tuple[Gap | None, list[Event]]:
+        """What a subscriber resuming after `after` must get before live events:
+        a `Gap` for what is no longer held, then the held events past `after`."""
+        last = self.last_seq(user_id)
+        if isinstance(after, bool) or not isinstance(after, int) or not 0 <= after <= last:
+            raise InvalidResume(
+                f"after must be a whole number from 0 to {last} (the last seq numbered "
+                f"for this user), got {after!r}"
+            )
+        stream = self._streams.get(user_id)
+        held = stream.replay if stream is not None and stream.replay else ()
+        first = held[0].seq if held else last + 1
+        gap = Gap(after + 1, first - 1) if after + 1 < first else None
+        start = max(0, after + 1 - first)
+        return gap, list(islice(held, start, None))
+
+    def attach(self, subscriber: Subscriber) -> None:
+        self._stream(subscriber.user_id).subscribers.append(subscriber)
+
+    def detach(self, subscriber: Subscriber) -> bool:
+        stream = self._streams.get(subscriber.user_id)
+        if stream is None or subscriber not in stream.subscribers:
+            return False
+        stream.subscribers.remove(subscriber)
+        return True
+
+    def subscribers(self, user_id: str) -> list[Subscriber]:
+        stream = self._streams.get(user_id)
+        return [] if stream is None else stream.subscribers
+
+    def all_subscribers(self) -> list[Subscriber]:
+        return [s for stream in self._streams.values() for s in stream.subscribers]
+
+    @property
+    def subscriber_count(self) -> int:
+        return sum(len(stream.subscribers) for stream in self._streams.values())
