@@ -1,0 +1,1 @@
+"""greenroom's benchmarks, each runnable as `python -m bench.NAME`."""

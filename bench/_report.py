@@ -1,0 +1,179 @@
+"""What every benchmark shares: the command line, statistics, and the report.
+
+A benchmark builds its parser with `parser(...)`, prints its progress with
+`progress(...)` (stderr, so stdout stays clean), prints a table with
+`print_table(...)`, and with `--json` ends stdout with one JSON object via
+`print_json(...)`, so `... --json | tail -n 1` is always parseable.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import json
+import math
+import os
+import platform
+import statistics
+import sys
+from collections.abc import Iterable, Mapping, Sequence
+from importlib.metadata import PackageNotFoundError, version
+from typing import Any
+
+
+def parser(
+    prog: str, description: str, *, default_repeat: int, quick_repeat: int
+) -> argparse.ArgumentParser:
+    """The common command line of `python -m bench.NAME`: `--quick`, `--json`, `--repeat N`.
+
+    `prog` is the module's `__spec__.name` (say `bench.kernel`); `description`
+    its docstring.
+
+    Read the repetition count with `repeat(args)`, which applies the default
+    that fits `--quick` when `--repeat` was not given.
+    """
+    cli = argparse.ArgumentParser(
+        prog=f"python -m {prog}",
+        description=description,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    cli.add_argument(
+        "--quick",
+        action="store_true",
+        help=f"smaller workloads and {quick_repeat} repetitions (a smoke run, for CI)",
+    )
+    cli.add_argument(
+        "--json",
+        action="store_true",
+        help="after the table, print the results as one JSON object on the last stdout line",
+    )
+    cli.add_argument(
+        "--repeat",
+        type=_positive_int,
+        default=None,
+        metavar="N",
+        help=(
+            f"repetitions of every measurement; medians are reported "
+            f"(default {default_repeat}, or {quick_repeat} with --quick)"
+        ),
+    )
+    cli.set_defaults(default_repeat=default_repeat, quick_repeat=quick_repeat)
+    return cli
+
+
+def repeat(args: argparse.Namespace) -> int:
+    """The repetition count asked for, or the default for this mode."""
+    if args.repeat is not None:
+        return int(args.repeat)
+    return int(args.quick_repeat if args.quick else args.default_repeat)
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number >= 1, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a whole number >= 1, got {text!r}")
+    return value
+
+
+def median(values: Iterable[float]) -> float:
+    """The median; NaN for no values."""
+    data = list(values)
+    return statistics.median(data) if data else math.nan
+
+
+def percentile(values: Iterable[float], q: float) -> float:
+    """The `q`-th percentile (0..100), linearly interpolated; NaN for no values."""
+    if not 0 <= q <= 100:
+        raise ValueError(f"percentile must be within 0..100, got {q!r}")
+    data = sorted(values)
+    if not data:
+        return math.nan
+    position = (len(data) - 1) * q / 100
+    low = math.floor(position)
+    high = min(low + 1, len(data) - 1)
+    return data[low] + (data[high] - data[low]) * (position - low)
+
+
+def progress(message: str) -> None:
+    """One line of progress on stderr (stdout carries only the report)."""
+    print(message, file=sys.stderr, flush=True)
+
+
+def format_table(headers: Sequence[str], rows: Iterable[Sequence[Any]], *, align: str = "") -> str:
+    """Rows as aligned text columns under `headers`.
+
+    `align` holds one of `<` or `>` per column (default: the first column to
+    the left, the rest to the right). Cells are rendered with `format_cell`.
+    """
+    body = [[format_cell(cell) for cell in row] for row in rows]
+    widths = [len(header) for header in headers]
+    for row in body:
+        if len(row) != len(headers):
+            raise ValueError(f"row has {len(row)} cells, expected {len(headers)}: {row!r}")
+        widths = [max(width, len(cell)) for width, cell in zip(widths, row, strict=True)]
+    align = align or "<" + ">" * (len(headers) - 1)
+    if len(align) != len(headers):
+        raise ValueError(f"align has {len(align)} marks for {len(headers)} columns")
+
+    def line(cells: Sequence[str]) -> str:
+        parts = [
+            cell.ljust(width) if mark == "<" else cell.rjust(width)
+            for cell, width, mark in zip(cells, widths, align, strict=True)
+        ]
+        return "  ".join(parts).rstrip()
+
+    rule = "  ".join("-" * width for width in widths)
+    return "\n".join([line(list(headers)), rule, *(line(row) for row in body)])
+
+
+def print_table(headers: Sequence[str], rows: Iterable[Sequence[Any]], *, align: str = "") -> None:
+    print(format_table(headers, rows, align=align), flush=True)
+
+
+def format_cell(value: Any) -> str:
+    """Thousands separators for numbers, 3 significant-ish digits for small floats."""
+    if value is None:
+        return "-"
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    if isinstance(value, int):
+        return f"{value:,}"
+    if isinstance(value, float):
+        if math.isnan(value):
+            return "-"
+        if abs(value) >= 100:
+            return f"{value:,.0f}"
+        if abs(value) >= 10:
+            return f"{value:.1f}"
+        return f"{value:.2f}"
+    return str(value)
+
+
+def print_json(result: Mapping[str, Any]) -> None:
+    """Print `result` as one compact JSON object: this must be the last stdout line."""
+    print(json.dumps(result, sort_keys=True, separators=(",", ":")), flush=True)
+
+
+def utc_timestamp() -> str:
+    """Now, as ISO 8601 UTC to the second (`2025-01-31T12:00:00Z`)."""
+    now = datetime.datetime.now(datetime.UTC).replace(microsecond=0)
+    return now.isoformat().replace("+00:00", "Z")
+
+
+def environment(*packages: str) -> dict[str, Any]:
+    """Where a run happened: Python, platform, CPUs, and the versions of `packages`."""
+    found: dict[str, Any] = {
+        "python": platform.python_version(),
+        "implementation": platform.python_implementation(),
+        "platform": platform.platform(terse=True),
+        "cpus": os.cpu_count(),
+    }
+    for name in packages:
+        try:
+            found[f"{name}_version"] = version(name)
+        except PackageNotFoundError:
+            found[f"{name}_version"] = None
+    return found

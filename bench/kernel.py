@@ -1,0 +1,563 @@
+"""Micro-benchmark of the actor kernel against raw trio and against Pykka.
+
+Measures, in one run and interleaved across repetitions (raw trio, kernel,
+Pykka, raw trio, kernel, ...) so that machine noise hits all of them alike:
+
+  raw trio, awaited hop       `await send_channel.send(x)` to an `async for` consumer
+  raw trio, non-blocking hop  `send_nowait` / `receive_nowait`, awaiting only on
+                              WouldBlock (full or empty)
+  raw trio, request/reply     (request, slot) over a memory channel, the client
+                              awaiting a `trio.Event` in the one-shot slot
+  kernel send                 `await ref.send(x)` N times, then one `ask` to be sure
+                              all were handled; with a mailbox big enough for all
+                              N, with the default capacity (1024), and with a
+                              capacity of 16, below the pacing interval, so the
+                              producer really waits for room (backpressure)
+  kernel ask                  sequential `await ref.ask(x)`
+  Pykka tell / ask            `pykka.ThreadingActor`: N `tell`s then one
+                              `ask().get()`; sequential `ask(...).get()`
+
+Rates are medians over repetitions. Ratios are taken within each repetition
+(kernel against the baseline measured moments before it) and the median of
+those is reported. Latency percentiles come from a separate loop timing each
+round trip with `perf_counter_ns`; throughput loops carry no timing code.
+An untimed probe then replays each send variant, reading the mailbox depth
+before every send, to show how deep the queue got and how many sends had to
+wait for room. Targets (DESIGN.md): send >= 0.4x the non-blocking hop, ask
+>= 0.9x the raw request/reply, and ask faster than Pykka's.
+"""
+
+from __future__ import annotations
+
+import gc
+import math
+import time
+from collections.abc import Callable
+from typing import Any
+
+import attrs
+import pykka
+import trio
+
+from runtime import Actor, open_actor_system
+
+from . import _report
+
+DEFAULT_CAPACITY = Actor.mailbox_capacity
+#: Below `runtime.YIELD_EVERY`, so a run of sends fills the mailbox and waits.
+SMALL_CAPACITY = 16
+
+#: ratio name -> the value it must reach (>=), from DESIGN.md.
+TARGETS = {
+    "send_vs_nowait_ratio": 0.4,
+    "ask_vs_raw_ratio": 0.9,
+}
+#: ratio name -> the value it must exceed (>).
+TARGETS_ABOVE = {
+    "ask_vs_pykka_ratio": 1.0,
+}
+
+
+@attrs.frozen(kw_only=True)
+class Workload:
+    """How much each measurement does in one repetition."""
+
+    hops: int  # messages per non-blocking hop and per kernel send run
+    awaited_hops: int  # messages per awaited hop (about 20x slower per message)
+    round_trips: int  # sequential request/reply round trips (throughput loop)
+    latency_samples: int  # round trips timed one by one (latency loop)
+    pykka_tells: int
+    pykka_round_trips: int
+
+
+FULL = Workload(
+    hops=500_000,
+    awaited_hops=100_000,
+    round_trips=50_000,
+    latency_samples=20_000,
+    pykka_tells=100_000,
+    pykka_round_trips=20_000,
+)
+QUICK = Workload(
+    hops=100_000,
+    awaited_hops=25_000,
+    round_trips=10_000,
+    latency_samples=3_000,
+    pykka_tells=25_000,
+    pykka_round_trips=5_000,
+)
+WARM_UP = Workload(
+    hops=5_000,
+    awaited_hops=1_000,
+    round_trips=500,
+    latency_samples=100,
+    pykka_tells=500,
+    pykka_round_trips=100,
+)
+
+Result = dict[str, float]
+
+
+def _latency(samples_ns: list[int], prefix: str) -> Result:
+    return {
+        f"{prefix}_p50_us": _report.percentile(samples_ns, 50) / 1000,
+        f"{prefix}_p99_us": _report.percentile(samples_ns, 99) / 1000,
+    }
+
+
+# raw trio ---------------------------------------------------------------------
+
+
+def raw_awaited_hop(work: Workload) -> Result:
+    """Producer awaits every `send`; consumer is an `async for` loop."""
+    n = work.awaited_hops
+
+    async def main() -> float:
+        send_channel, receive_channel = trio.open_memory_channel[int](DEFAULT_CAPACITY)
+        done = trio.Event()
+
+        async def consume(*, task_status: trio.TaskStatus[None]) -> None:
+            count = 0
+            task_status.started()
+            async for _ in receive_channel:
+                count += 1
+            assert count == n, count
+            done.set()
+
+        async with trio.open_nursery() as nursery:
+            await nursery.start(consume)
+            send = send_channel.send
+            began = time.perf_counter()
+            for i in range(n):
+                await send(i)
+            await send_channel.aclose()
+            await done.wait()
+            return n / (time.perf_counter() - began)
+
+    return {"raw_awaited_msgs_per_s": trio.run(main)}
+
+
+def raw_nowait_hop(work: Workload) -> Result:
+    """`send_nowait` / `receive_nowait`, awaiting only when full or empty.
+
+    The buffer holds all N messages, so the producer never has to wait and
+    never checkpoints: the fastest a message can cross a trio memory channel.
+    """
+    n = work.hops
+
+    async def main() -> float:
+        send_channel, receive_channel = trio.open_memory_channel[int](n)
+        done = trio.Event()
+
+        async def consume(*, task_status: trio.TaskStatus[None]) -> None:
+            count = 0
+            receive_nowait = receive_channel.receive_nowait
+            task_status.started()
+            while True:
+                try:
+                    receive_nowait()
+                except trio.WouldBlock:
+                    try:
+                        await receive_channel.receive()
+                    except trio.EndOfChannel:
+                        break
+                except trio.EndOfChannel:
+                    break
+                count += 1
+            assert count == n, count
+            done.set()
+
+        async with trio.open_nursery() as nursery:
+            await nursery.start(consume)
+            send_nowait = send_channel.send_nowait
+            began = time.perf_counter()
+            for i in range(n):
+                try:
+                    send_nowait(i)
+                except trio.WouldBlock:
+                    await send_channel.send(i)
+            await send_channel.aclose()
+            await done.wait()
+            return n / (time.perf_counter() - began)
+
+    return {"raw_nowait_msgs_per_s": trio.run(main)}
+
+
+class _Slot:
+    """A one-shot reply slot: the server fills `value` and sets `event`."""
+
+    __slots__ = ("event", "value")
+
+    def __init__(self) -> None:
+        self.event = trio.Event()
+        self.value: Any = None
+
+
+def raw_request_reply(work: Workload) -> Result:
+    """A server task answering (request, slot) pairs; sequential round trips."""
+
+    async def main() -> Result:
+        send_channel, receive_channel = trio.open_memory_channel[tuple[int, _Slot]](
+            DEFAULT_CAPACITY
+        )
+
+        async def serve(*, task_status: trio.TaskStatus[None]) -> None:
+            task_status.started()
+            async for request, slot in receive_channel:
+                slot.value = request
+                slot.event.set()
+
+        async with trio.open_nursery() as nursery:
+            await nursery.start(serve)
+            send_nowait = send_channel.send_nowait
+
+            n = work.round_trips
+            began = time.perf_counter()
+            for i in range(n):
+                slot = _Slot()
+                send_nowait((i, slot))
+                await slot.event.wait()
+            rate = n / (time.perf_counter() - began)
+
+            samples: list[int] = []
+            clock = time.perf_counter_ns
+            for i in range(work.latency_samples):
+                start = clock()
+                slot = _Slot()
+                send_nowait((i, slot))
+                await slot.event.wait()
+                samples.append(clock() - start)
+            assert slot.value == work.latency_samples - 1
+            await send_channel.aclose()
+        return {"raw_rr_per_s": rate, **_latency(samples, "raw_rr")}
+
+    return trio.run(main)
+
+
+# greenroom kernel -------------------------------------------------------------
+
+
+class _Counter(Actor[Any]):
+    """Counts the messages it handles; an `ask` gets the count so far."""
+
+    __slots__ = ("count",)
+
+    def __init__(self) -> None:
+        self.count = 0
+
+    async def handle(self, message: Any) -> int:
+        self.count += 1
+        return self.count
+
+
+def _kernel_send(n: int, capacity: int) -> float:
+    async def main() -> float:
+        async with open_actor_system(name="bench") as system:
+            ref = await system.spawn(_Counter, mailbox_capacity=capacity)
+            send = ref.send
+            began = time.perf_counter()
+            for i in range(n):
+                await send(i)
+            handled = await ref.ask(None)
+            elapsed = time.perf_counter() - began
+        assert handled == n + 1, handled
+        return n / elapsed
+
+    return trio.run(main)
+
+
+def kernel_send(work: Workload) -> Result:
+    """`await ref.send(x)` into a mailbox big enough for all N messages."""
+    return {"send_msgs_per_s": _kernel_send(work.hops, capacity=work.hops)}
+
+
+def kernel_send_default_capacity(work: Workload) -> Result:
+    """`await ref.send(x)` into the default mailbox (1024): backpressure applies."""
+    return {"send_default_capacity_msgs_per_s": _kernel_send(work.hops, DEFAULT_CAPACITY)}
+
+
+def kernel_send_small_capacity(work: Workload) -> Result:
+    """`await ref.send(x)` into a 16-message mailbox: the producer often waits."""
+    return {"send_small_capacity_msgs_per_s": _kernel_send(work.hops, SMALL_CAPACITY)}
+
+
+def probe_send(n: int, capacity: int) -> dict[str, int]:
+    """Replay a send run, untimed, reading the mailbox depth around every send.
+
+    A send that finds the mailbox at capacity is one that waits for room.
+    Reading statistics adds no checkpoint, so the interleaving is the timed run's.
+    """
+
+    async def main() -> dict[str, int]:
+        async with open_actor_system(name="bench") as system:
+            ref = await system.spawn(_Counter, mailbox_capacity=capacity)
+            waited = deepest = 0
+            for i in range(n):
+                depth = ref.statistics().mailbox_depth
+                if depth >= capacity:
+                    waited += 1
+                await ref.send(i)
+                deepest = max(deepest, depth, ref.statistics().mailbox_depth)
+            await ref.ask(None)
+        return {"sends": n, "sends_waited": waited, "max_depth": deepest, "capacity": capacity}
+
+    return trio.run(main)
+
+
+def kernel_ask(work: Workload) -> Result:
+    """Sequential `await ref.ask(x)`: a throughput loop, then a latency loop."""
+
+    async def main() -> Result:
+        async with open_actor_system(name="bench") as system:
+            ref = await system.spawn(_Counter)
+            ask = ref.ask
+
+            n = work.round_trips
+            began = time.perf_counter()
+            for i in range(n):
+                await ask(i)
+            rate = n / (time.perf_counter() - began)
+
+            samples: list[int] = []
+            clock = time.perf_counter_ns
+            for i in range(work.latency_samples):
+                start = clock()
+                await ask(i)
+                samples.append(clock() - start)
+            handled = await ask(None)
+        assert handled == n + work.latency_samples + 1, handled
+        return {"ask_per_s": rate, **_latency(samples, "ask")}
+
+    return trio.run(main)
+
+
+# Pykka ------------------------------------------------------------------------
+
+
+class _PykkaCounter(pykka.ThreadingActor):
+    def __init__(self) -> None:
+        super().__init__()
+        self.count = 0
+
+    def on_receive(self, message: Any) -> int:
+        self.count += 1
+        return self.count
+
+
+def pykka_tell(work: Workload) -> Result:
+    """N `tell`s, then one `ask(...).get()` to be sure all were handled."""
+    n = work.pykka_tells
+    ref = _PykkaCounter.start()
+    try:
+        tell = ref.tell
+        began = time.perf_counter()
+        for i in range(n):
+            tell(i)
+        handled = ref.ask(None, block=False).get()
+        elapsed = time.perf_counter() - began
+    finally:
+        ref.stop()
+    assert handled == n + 1, handled
+    return {"pykka_tell_msgs_per_s": n / elapsed}
+
+
+def pykka_ask(work: Workload) -> Result:
+    """Sequential `ask(...).get()`: a throughput loop, then a latency loop."""
+    ref = _PykkaCounter.start()
+    try:
+        ask = ref.ask
+        n = work.pykka_round_trips
+        began = time.perf_counter()
+        for i in range(n):
+            ask(i, block=False).get()
+        rate = n / (time.perf_counter() - began)
+
+        samples: list[int] = []
+        clock = time.perf_counter_ns
+        for i in range(min(work.latency_samples, n)):
+            start = clock()
+            ask(i, block=False).get()
+            samples.append(clock() - start)
+    finally:
+        ref.stop()
+    return {"pykka_ask_per_s": rate, **_latency(samples, "pykka_ask")}
+
+
+# the run ----------------------------------------------------------------------
+
+Measurement = tuple[str, Callable[[Workload], Result]]
+
+#: In the order they run within one repetition: each kernel measurement right
+#: after the baseline it is compared with.
+MEASUREMENTS: list[Measurement] = [
+    ("raw trio, awaited hop", raw_awaited_hop),
+    ("raw trio, non-blocking hop", raw_nowait_hop),
+    ("kernel send", kernel_send),
+    ("kernel send, capacity 1024", kernel_send_default_capacity),
+    ("kernel send, capacity 16", kernel_send_small_capacity),
+    ("raw trio, request/reply", raw_request_reply),
+    ("kernel ask", kernel_ask),
+    ("Pykka tell", pykka_tell),
+    ("Pykka ask", pykka_ask),
+]
+
+#: ratio name -> (numerator, denominator), taken within each repetition.
+RATIOS = {
+    "send_vs_nowait_ratio": ("send_msgs_per_s", "raw_nowait_msgs_per_s"),
+    "send_vs_awaited_ratio": ("send_msgs_per_s", "raw_awaited_msgs_per_s"),
+    "send_default_capacity_vs_nowait_ratio": (
+        "send_default_capacity_msgs_per_s",
+        "raw_nowait_msgs_per_s",
+    ),
+    "send_small_capacity_vs_nowait_ratio": (
+        "send_small_capacity_msgs_per_s",
+        "raw_nowait_msgs_per_s",
+    ),
+    "ask_vs_raw_ratio": ("ask_per_s", "raw_rr_per_s"),
+    "ask_vs_pykka_ratio": ("ask_per_s", "pykka_ask_per_s"),
+}
+
+
+def _measure(fn: Callable[[Workload], Result], work: Workload) -> Result:
+    gc.collect()
+    return fn(work)
+
+
+def run(work: Workload, repeat: int) -> dict[str, list[float]]:
+    """Every measurement `repeat` times, interleaved; returns each metric's samples."""
+    _report.progress("warming up")
+    for _, fn in MEASUREMENTS:
+        _measure(fn, WARM_UP)
+    samples: dict[str, list[float]] = {}
+    for rep in range(1, repeat + 1):
+        for label, fn in MEASUREMENTS:
+            result = _measure(fn, work)
+            for key, value in result.items():
+                samples.setdefault(key, []).append(value)
+            shown = ", ".join(f"{key} {_report.format_cell(v)}" for key, v in result.items())
+            _report.progress(f"[{rep}/{repeat}] {label}: {shown}")
+    for name, (top, bottom) in RATIOS.items():
+        samples[name] = [a / b for a, b in zip(samples[top], samples[bottom], strict=True)]
+    return samples
+
+
+def probe(work: Workload) -> dict[str, dict[str, int]]:
+    """How deep each send variant's mailbox got, and how many sends waited."""
+    n = min(work.hops, 100_000)
+    probes = {
+        "send": probe_send(n, work.hops),
+        "send_default_capacity": probe_send(n, DEFAULT_CAPACITY),
+        "send_small_capacity": probe_send(n, SMALL_CAPACITY),
+    }
+    for name, found in probes.items():
+        _report.progress(
+            f"probe {name}: max depth {found['max_depth']} of {found['capacity']}, "
+            f"{found['sends_waited']} of {found['sends']} sends waited"
+        )
+    return probes
+
+
+def _note(found: dict[str, int]) -> str:
+    share = found["sends_waited"] / found["sends"]
+    return f"depth <= {found['max_depth']}, {share:.1%} of sends waited"
+
+
+def _table_rows(
+    m: dict[str, float], work: Workload, probes: dict[str, dict[str, int]]
+) -> list[list[Any]]:
+    return [
+        ["raw trio, awaited hop", work.awaited_hops, m["raw_awaited_msgs_per_s"], None, None, None],
+        ["raw trio, non-blocking hop", work.hops, m["raw_nowait_msgs_per_s"], None, None, None],
+        [f"kernel send, capacity {work.hops}", work.hops, m["send_msgs_per_s"], None, None,
+         _note(probes["send"])],
+        [f"kernel send, capacity {DEFAULT_CAPACITY}", work.hops,
+         m["send_default_capacity_msgs_per_s"], None, None,
+         _note(probes["send_default_capacity"])],
+        [f"kernel send, capacity {SMALL_CAPACITY}", work.hops,
+         m["send_small_capacity_msgs_per_s"], None, None, _note(probes["send_small_capacity"])],
+        ["Pykka tell", work.pykka_tells, m["pykka_tell_msgs_per_s"], None, None, None],
+        ["raw trio, request/reply", work.round_trips, m["raw_rr_per_s"], m["raw_rr_p50_us"],
+         m["raw_rr_p99_us"], None],
+        ["kernel ask", work.round_trips, m["ask_per_s"], m["ask_p50_us"], m["ask_p99_us"], None],
+        ["Pykka ask", work.pykka_round_trips, m["pykka_ask_per_s"], m["pykka_ask_p50_us"],
+         m["pykka_ask_p99_us"], None],
+    ]  # fmt: skip
+
+
+def _verdicts(medians: dict[str, float]) -> dict[str, bool]:
+    met = {name: medians[name] >= target for name, target in TARGETS.items()}
+    met.update({name: medians[name] > target for name, target in TARGETS_ABOVE.items()})
+    return met
+
+
+def _ratio_rows(
+    samples: dict[str, list[float]], medians: dict[str, float], met: dict[str, bool]
+) -> list[list[Any]]:
+    rows: list[list[Any]] = []
+    for name in RATIOS:
+        values = samples[name]
+        if name in TARGETS:
+            target: str | None = f">= {TARGETS[name]}"
+        elif name in TARGETS_ABOVE:
+            target = f"> {TARGETS_ABOVE[name]}"
+        else:
+            target = None
+        spread = f"{min(values):.2f} .. {max(values):.2f}"
+        rows.append([name, medians[name], spread, target, met.get(name)])
+    return rows
+
+
+def main(argv: list[str] | None = None) -> None:
+    cli = _report.parser("bench.kernel", __doc__ or "", default_repeat=9, quick_repeat=3)
+    args = cli.parse_args(argv)
+    repeat = _report.repeat(args)
+    work = QUICK if args.quick else FULL
+    started = time.perf_counter()
+    samples = run(work, repeat)
+    probes = probe(work)
+    medians = {key: _report.median(values) for key, values in samples.items()}
+    met = _verdicts(medians)
+    wall = time.perf_counter() - started
+
+    print(f"greenroom kernel benchmark: medians of {repeat} repetitions")
+    print()
+    _report.print_table(
+        ["measurement", "N", "per second", "p50 µs", "p99 µs", "backpressure (probe)"],
+        _table_rows(medians, work, probes),
+        align="<>>>><",
+    )
+    print()
+    _report.print_table(
+        ["ratio (per repetition)", "median", "range", "target", "met"],
+        _ratio_rows(samples, medians, met),
+    )
+    print()
+    print(f"wall time {wall:.1f} s")
+
+    if args.json:
+        result: dict[str, Any] = {
+            "benchmark": "kernel",
+            "timestamp_utc": _report.utc_timestamp(),
+            "repeat": repeat,
+            "quick": bool(args.quick),
+            "wall_seconds": round(wall, 2),
+            **_report.environment("trio", "pykka"),
+            "workload": attrs.asdict(work),
+            **{key: _rounded(value) for key, value in medians.items()},
+            "targets": {**TARGETS, **TARGETS_ABOVE},
+            "targets_met": met,
+            "all_targets_met": all(met.values()),
+            "backpressure_probe": probes,
+            "samples": {key: [_rounded(v) for v in values] for key, values in samples.items()},
+        }
+        _report.print_json(result)
+
+
+def _rounded(value: float) -> float:
+    if math.isnan(value):
+        return value
+    return round(value, 4) if abs(value) < 100 else round(value, 1)
+
+
+if __name__ == "__main__":
+    main()
