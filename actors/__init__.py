@@ -1,6 +1,7 @@
 """greenroom's agent execution core, built on the `runtime` actor kernel."""
 
 from ._agents import Agent, AgentRegistry, RunContext
+from ._auth import InvalidToken, TokenSigner
 from ._books import FactoryBooks, FactoryStatistics
 from ._bridge import Subscription
 from ._config import CoreConfig
@@ -19,8 +20,10 @@ from ._errors import (
 )
 from ._events import ERROR_REASONS, EVENT_TYPES, Event, Gap
 from ._factory import EngineFactory, UserEngine
+from ._serve import RunningServer, ServeOptions, open_server
 from ._streams import StreamBooks
 from .demo import DEMO_AGENTS, CalcAgent, EchoAgent, SleepAgent, calculate
+from .service import GreenroomService, ServiceSettings
 
 __all__ = [
     "DEMO_AGENTS",
@@ -42,16 +45,23 @@ __all__ = [
     "FactoryStatistics",
     "Gap",
     "GreenroomError",
+    "GreenroomService",
     "InvalidRequest",
     "InvalidResume",
+    "InvalidToken",
     "RunContext",
+    "RunningServer",
+    "ServeOptions",
+    "ServiceSettings",
     "SleepAgent",
     "StreamBooks",
     "Subscription",
+    "TokenSigner",
     "UnknownAgent",
     "UnknownRun",
     "UserContext",
     "UserEngine",
     "calculate",
     "open_core",
+    "open_server",
 ]

@@ -52,6 +52,14 @@ class Unsubscribe:
     subscriber: Subscriber
 
 
+@attrs.frozen
+class EndSubscriptions:
+    """End every subscription with `reason` (after the events queued before
+    this message) and accept no new ones."""
+
+    reason: str
+
+
 class BridgeActor(Actor[Any]):
     """Feeds `StreamBooks` and delivers with `send_nowait` only: a full
     subscriber queue ends that subscription ("overflow"); nobody waits."""
@@ -61,6 +69,7 @@ class BridgeActor(Actor[Any]):
 
     def __init__(self, books: StreamBooks) -> None:
         self.books = books
+        self.closed = False
 
     async def handle(self, message: Any) -> Any:
         books = self.books
@@ -75,11 +84,17 @@ class BridgeActor(Actor[Any]):
                 for event in books.end_open_runs(user_id, reason, detail, time.time()):
                     self._deliver(event)
             case Subscribe(subscriber, after):
+                if self.closed:
+                    raise CoreClosed("the core is shutting down")
                 replay = books.replay(subscriber.user_id, after)
                 books.attach(subscriber)
                 return replay
             case Unsubscribe(subscriber):
                 books.detach(subscriber)
+            case EndSubscriptions(reason):
+                self.closed = True
+                for subscriber in books.all_subscribers():
+                    self._end(subscriber, reason)
             case _:
                 raise TypeError(f"the event bridge does not handle {message!r}")
         return None

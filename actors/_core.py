@@ -11,11 +11,11 @@ import attrs
 import trio
 from prometheus_client import CollectorRegistry
 
-from runtime import ActorRef, ActorSystem, open_actor_system
+from runtime import ActorRef, ActorStopped, ActorSystem, open_actor_system
 
 from ._agents import Agent, AgentRegistry
 from ._books import FactoryBooks
-from ._bridge import BridgeActor, Emit, OpenRun, Subscription, open_subscription
+from ._bridge import BridgeActor, Emit, EndSubscriptions, OpenRun, Subscription, open_subscription
 from ._config import CoreConfig
 from ._context import UserContext, check_id
 from ._engine import EngineEnv
@@ -115,9 +115,15 @@ class Core:
         self.delivery_seconds.observe(max(0.0, time.time() - emitted_at))
 
     async def shutdown(self) -> None:
-        """Refuse new runs and end live ones with `agent_error` "shutdown"."""
+        """Refuse new runs and subscriptions, end live runs with `agent_error`
+        "shutdown", then end every subscription ("shutdown") once those
+        events are in it. Idempotent."""
         self.closing = True
         await self.factory.shutdown()
+        try:
+            await self._bridge.ask(EndSubscriptions("shutdown"))
+        except ActorStopped:
+            pass
 
 
 @asynccontextmanager

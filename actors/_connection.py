@@ -1,0 +1,192 @@
+"""One client's WebSocket: a reader, a writer fed by the user's subscription,
+and a watchdog. No actor ever awaits this socket."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+import attrs
+import trio
+from starlette.websockets import WebSocket
+
+from ._errors import CoreClosed, DuplicateRun, InvalidRequest, UnknownAgent, UnknownRun
+from ._events import Event
+from ._protocol import (
+    PONG,
+    CancelRequest,
+    PingRequest,
+    ProtocolError,
+    ResumeRequest,
+    RunRequest,
+    error_json,
+    parse_request,
+)
+
+if TYPE_CHECKING:
+    from ._core import Core
+
+CLOSE_NORMAL = 1000
+CLOSE_GOING_AWAY = 1001
+CLOSE_UNSUPPORTED = 1003
+CLOSE_TOO_BIG = 1009
+CLOSE_OVERLOADED = 1013
+CLOSE_UNAUTHORIZED = 4401
+CLOSE_FORBIDDEN = 4403
+
+_ERROR_CODES: list[tuple[type[Exception], str]] = [
+    (UnknownAgent, "unknown_agent"),
+    (DuplicateRun, "duplicate_run"),
+    (UnknownRun, "unknown_run"),
+    (CoreClosed, "shutting_down"),
+    (InvalidRequest, "invalid_field"),
+]
+
+
+def error_code(error: Exception) -> str:
+    for kind, code in _ERROR_CODES:
+        if isinstance(error, kind):
+            return code
+    raise error
+
+
+@attrs.define(eq=False)
+class _Writer:
+    scope: trio.CancelScope
+    done: trio.Event = attrs.Factory(trio.Event)
+
+
+@attrs.define(eq=False)
+class Connection:
+    """Serves one authenticated user's socket until either side closes it.
+
+    Events reach the socket only through this connection's own writer task,
+    fed by a bounded subscription: the bridge never waits for a socket. A
+    consumer that falls behind is closed with 1013 (it may resume); one whose
+    writes have not completed within `write_timeout` is aborted by `abort`.
+    """
+
+    core: Core
+    websocket: WebSocket
+    user_id: str
+    write_timeout: float
+    #: Closes the TCP stream under a write stuck beyond any cancel scope.
+    abort: Callable[[], None]
+    _nursery: trio.Nursery | None = None
+    _writer: _Writer | None = None
+    _writing_since: float | None = None
+    _closed: bool = False
+    last_seq_sent: int = 0
+
+    async def run(self) -> None:
+        try:
+            async with trio.open_nursery() as nursery:
+                self._nursery = nursery
+                await self._start_writer(self.core.last_seq(self.user_id))
+                nursery.start_soon(self._read)
+                nursery.start_soon(self._watch)
+        except* CoreClosed:
+            await self.close(CLOSE_GOING_AWAY, "the server is shutting down")
+
+    async def close(self, code: int, reason: str = "") -> None:
+        """Send a close frame once, then end the connection's tasks."""
+        if not self._closed:
+            self._closed = True
+            try:
+                await self.websocket.close(code, reason)
+            except (RuntimeError, OSError):
+                pass  # already closed by the peer
+        if self._nursery is not None:
+            self._nursery.cancel_scope.cancel()
+
+    async def _start_writer(self, after: int) -> None:
+        assert self._nursery is not None
+        writer = _Writer(trio.CancelScope())
+        await self._nursery.start(self._write, after, writer)
+        self._writer = writer
+
+    async def _write(self, after: int, writer: _Writer, *, task_status: Any) -> None:
+        try:
+            with writer.scope:
+                async with self.core.subscribe(self.user_id, after=after) as subscription:
+                    task_status.started()
+                    async for item in subscription:
+                        self._writing_since = trio.current_time()
+                        await self.websocket.send_text(item.to_json())
+                        self._writing_since = None
+                        if type(item) is Event:
+                            self.last_seq_sent = item.seq
+                            self.core.record_delivery(item.ts)
+                    if writer.scope.cancel_called:
+                        return
+                    match subscription.closed_reason:
+                        case "overflow":
+                            await self.close(
+                                CLOSE_OVERLOADED,
+                                f"too slow: resume after seq {self.last_seq_sent}",
+                            )
+                        case _:
+                            await self.close(CLOSE_GOING_AWAY, "the server is shutting down")
+        finally:
+            writer.done.set()
+
+    async def _read(self) -> None:
+        while True:
+            message = await self.websocket.receive()
+            if message["type"] == "websocket.disconnect":
+                self._closed = True
+                assert self._nursery is not None
+                self._nursery.cancel_scope.cancel()
+                return
+            if message.get("text") is None:
+                await self.close(
+                    CLOSE_UNSUPPORTED, "binary frames are not accepted; send JSON text"
+                )
+                return
+            reply = await self._answer(message["text"])
+            if reply is not None and not self._closed:
+                await self.websocket.send_text(reply)
+
+    async def _answer(self, text: str) -> str | None:
+        try:
+            request = parse_request(text)
+            match request:
+                case RunRequest(agent, input, run_id):
+                    await self.core.submit(self.user_id, agent, input, run_id=run_id)
+                case CancelRequest(run_id):
+                    await self.core.cancel(self.user_id, run_id)
+                case ResumeRequest(after):
+                    await self._resume(after)
+                case PingRequest():
+                    return PONG
+        except ProtocolError as error:
+            return error.to_json()
+        except (InvalidRequest, UnknownRun, CoreClosed) as error:
+            return error_json(error_code(error), str(error))
+        return None
+
+    async def _resume(self, after: int) -> None:
+        last = self.core.last_seq(self.user_id)
+        if after > last:
+            raise ProtocolError(
+                "invalid_resume", f"'after' must be at most {last}, the last seq numbered for you"
+            )
+        old = self._writer
+        if old is not None:
+            old.scope.cancel()
+            await old.done.wait()
+        await self._start_writer(after)
+
+    async def _watch(self) -> None:
+        """Abort a connection whose socket write has not completed in time
+        (a peer that stopped reading pins hypercorn's shielded write)."""
+        interval = max(self.write_timeout / 4, 0.01)
+        while True:
+            await trio.sleep(interval)
+            since = self._writing_since
+            if since is not None and trio.current_time() - since > self.write_timeout:
+                self._closed = True
+                self.abort()
+                assert self._nursery is not None
+                self._nursery.cancel_scope.cancel()
+                return

@@ -1,0 +1,114 @@
+"""Running the service in one process, and shutting it down in order."""
+
+from __future__ import annotations
+
+import logging
+import signal
+import sys
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+import attrs
+import trio
+
+from ._auth import TokenSigner
+from ._config import CoreConfig
+from ._core import Core, open_core
+from ._server import HttpServer, hypercorn_config, open_listening_socket
+from .demo import DEMO_AGENTS
+from .service import GreenroomService, ServiceSettings
+
+log = logging.getLogger("greenroom")
+
+
+@attrs.frozen(kw_only=True)
+class ServeOptions:
+    host: str = "127.0.0.1"
+    port: int = 8765
+    core: CoreConfig = attrs.Factory(CoreConfig)
+    allowed_origins: tuple[str, ...] = ()
+    max_message_bytes: int = 1 << 20
+    write_timeout: float = 30.0
+    shutdown_timeout: float = 10.0
+
+
+@attrs.define(eq=False)
+class RunningServer:
+    """What `open_server` yields: the address, and the parts for inspection."""
+
+    core: Core
+    service: GreenroomService
+    http: HttpServer
+
+    @property
+    def address(self) -> tuple[str, int]:
+        return self.http.address
+
+    @property
+    def url(self) -> str:
+        host, port = self.address
+        return f"ws://{host}:{port}/ws"
+
+
+@asynccontextmanager
+async def open_server(options: ServeOptions, signer: TokenSigner) -> AsyncIterator[RunningServer]:
+    """Serve the demo agents on `options.host:port` (port 0 picks one) for
+    the duration of the block. Leaving it shuts down in order: stop
+    accepting, end live runs with `agent_error` "shutdown", deliver those
+    events, close every socket with 1001 (all within `shutdown_timeout`),
+    then abort whatever is left."""
+    settings = ServiceSettings(
+        allowed_origins=options.allowed_origins,
+        max_message_bytes=options.max_message_bytes,
+        write_timeout=options.write_timeout,
+    )
+    sock = open_listening_socket(options.host, options.port)
+    async with open_core(options.core, agents=DEMO_AGENTS) as core:
+        service = GreenroomService(signer, settings, core)
+        config = hypercorn_config(max_message_bytes=options.max_message_bytes)
+        http = HttpServer(service.app, config, sock)
+        service.aborter = http.aborter
+        async with trio.open_nursery() as nursery:
+            await nursery.start(http.run)
+            try:
+                yield RunningServer(core, service, http)
+            finally:
+                with trio.CancelScope(shield=True):
+                    service.accepting = False
+                    http.stop_accepting()
+                    with trio.move_on_after(options.shutdown_timeout):
+                        await core.shutdown()
+                        while service.connections:
+                            await trio.sleep(0.01)
+                    http.stop()
+
+
+async def serve(
+    options: ServeOptions,
+    signer: TokenSigner,
+    signals: tuple[signal.Signals, ...] = (signal.SIGINT, signal.SIGTERM),
+) -> int:
+    """Serve until one of `signals` arrives, then shut down in order
+    (see `open_server`) and return 0."""
+    with trio.open_signal_receiver(*signals) as received:
+        try:
+            server = open_server(options, signer)
+            running = await server.__aenter__()
+        except OSError as error:
+            print(
+                f"greenroom: cannot listen on {options.host}:{options.port}: {error}",
+                file=sys.stderr,
+            )
+            return 1
+        try:
+            host, port = running.address
+            print(
+                f"greenroom serving on http://{host}:{port} (WebSocket: {running.url})", flush=True
+            )
+            async for signum in received:
+                log.info("received %s: shutting down", signal.Signals(signum).name)
+                break
+        finally:
+            await server.__aexit__(None, None, None)
+    log.info("stopped")
+    return 0
