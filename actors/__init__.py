@@ -26,16 +26,16 @@ from .demo import DEMO_AGENTS, CalcAgent, EchoAgent, SleepAgent, calculate
 from .service import GreenroomService, ServiceSettings
 
 __all__ = [
-    "DEMO_AGENTS",
-    "ERROR_REASONS",
-    "EVENT_TYPES",
     "Agent",
     "AgentRegistry",
     "CalcAgent",
     "Core",
     "CoreClosed",
     "CoreConfig",
+    "DEMO_AGENTS",
     "DuplicateRun",
+    "ERROR_REASONS",
+    "EVENT_TYPES",
     "EchoAgent",
     "EngineFactory",
     "EngineLimitReached",

@@ -12,7 +12,6 @@ from ._supervisor import ChildSpec, RestartBook, RestartIntensity, RestartType, 
 from ._system import ActorSystem, open_actor_system
 
 __all__ = [
-    "YIELD_EVERY",
     "Actor",
     "ActorCollector",
     "ActorError",
@@ -31,5 +30,6 @@ __all__ = [
     "RestartType",
     "Supervisor",
     "SystemStatistics",
+    "YIELD_EVERY",
     "open_actor_system",
 ]
