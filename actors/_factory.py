@@ -110,7 +110,7 @@ class FactoryActor(Actor[Any]):
                 await self._reap(user_id, "cleanup")
                 return True
             case ChildExited(ref, error):
-                self._exited(ref, error)
+                await self._exited(ref, error)
             case Shutdown():
                 self.closed = True
                 users = books.users()
@@ -125,7 +125,7 @@ class FactoryActor(Actor[Any]):
         books = self.books
         entry = books.get(user_id)
         if entry is not None and entry.ref.stopped:
-            self._exited(entry.ref, RuntimeError("the engine stopped unexpectedly"))
+            await self._exited(entry.ref, RuntimeError("the engine stopped unexpectedly"))
             entry = None
         if entry is None:
             if not create:
@@ -159,7 +159,7 @@ class FactoryActor(Actor[Any]):
         await entry.ref.stop()
         audit("engine_reaped", user_id=user_id, reason=reason)
 
-    def _exited(self, ref: ActorRef[Any], error: BaseException | None) -> None:
+    async def _exited(self, ref: ActorRef[Any], error: BaseException | None) -> None:
         """An engine stopped; if the books still hold it, it crashed."""
         user_id = ref.name.removeprefix("engine:")
         entry = self.books.get(user_id)
@@ -167,7 +167,7 @@ class FactoryActor(Actor[Any]):
             return
         self.books.remove(user_id, "crash")
         detail = f"the user's engine failed: {type(error).__name__}: {error}"
-        self.env.bridge.send_nowait(EndOpenRuns(user_id, "exception", detail))
+        await self.env.bridge.send(EndOpenRuns(user_id, "exception", detail))
         audit("engine_reaped", user_id=user_id, reason="crash", detail=detail)
 
 

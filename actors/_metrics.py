@@ -15,6 +15,7 @@ from prometheus_client.registry import Collector
 
 from ._events import EVENT_TYPES
 from ._stats import Histogram
+from ._streams import DROP_REASONS
 
 if TYPE_CHECKING:
     from ._core import Core
@@ -71,8 +72,8 @@ class CoreCollector(Collector):
         dropped = CounterMetricFamily(
             f"{ns}_events_dropped", "Events not delivered, by reason.", labels=["reason"]
         )
-        for reason, count in sorted(streams.dropped_by_reason.items()):
-            dropped.add_metric([reason], count)
+        for reason in sorted({*DROP_REASONS, *streams.dropped_by_reason}):
+            dropped.add_metric([reason], streams.dropped_by_reason.get(reason, 0))
         yield dropped
         yield _histogram(
             f"{ns}_event_delivery_seconds",

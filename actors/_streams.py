@@ -16,6 +16,11 @@ from ._errors import InvalidResume
 from ._events import AGENT_ERROR, TERMINAL_TYPES, Event, Gap
 
 
+#: Why an event was not delivered: its run was not open (never opened, or
+#: already ended), or a subscriber fell behind and was ended.
+DROP_REASONS = ("run_not_open", "subscriber_overflow")
+
+
 @attrs.define(eq=False, slots=True)
 class Subscriber:
     """One delivery target of a user's stream (a connection, say)."""
