@@ -15,7 +15,6 @@ import attrs
 from ._errors import InvalidResume
 from ._events import AGENT_ERROR, TERMINAL_TYPES, Event, Gap
 
-
 #: Why an event was not delivered: its run was not open (never opened, or
 #: already ended), or a subscriber fell behind and was ended.
 DROP_REASONS = ("run_not_open", "subscriber_overflow")
