@@ -35,7 +35,7 @@ class Agent:
         raise NotImplementedError
 
 
-@attrs.define(eq=False, slots=True)
+@attrs.frozen(eq=False, slots=True)
 class RunContext:
     """All an agent sees of the system: its user's context, read-only, and
     two ways to report progress on its own user's stream."""

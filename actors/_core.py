@@ -70,8 +70,14 @@ class Core:
         if self.closing:
             raise CoreClosed("the core is shutting down")
         try:
-            async with self.factory.user_execution_scope(ctx) as engine:
-                await engine.submit(ctx, agent, input)
+            try:
+                async with self.factory.user_execution_scope(ctx) as engine:
+                    await engine.submit(ctx, agent, input)
+            except ActorStopped:
+                # The engine stopped (it crashed, or was cleaned up) before it
+                # took the run; the factory has a fresh one for the user.
+                async with self.factory.user_execution_scope(ctx) as engine:
+                    await engine.submit(ctx, agent, input)
         except EngineLimitReached as error:
             await self._reject(ctx, agent, str(error))
         return ctx.run_id
@@ -92,7 +98,11 @@ class Core:
         engine = await self.factory.lookup(user_id)
         if engine is None:
             raise UnknownRun(f"no live run {run_id!r} for this user")
-        await engine.cancel(run_id)
+        try:
+            await engine.cancel(run_id)
+        except ActorStopped:
+            # The engine stopped (it crashed, or was cleaned up): its runs ended.
+            raise UnknownRun(f"no live run {run_id!r} for this user") from None
 
     def subscribe(
         self, user_id: str, *, after: int = 0, queue_size: int | None = None

@@ -253,6 +253,13 @@ class EngineActor(Actor[Any]):
                 data = {"reason": outcome, "detail": detail}
         except Exception as error:
             data = {"reason": "exception", "detail": f"{type(error).__name__}: {error}"}
+        except BaseException:
+            # Cancelled past the run's own scope: the engine's nursery is being
+            # cancelled. If the run was ended on purpose (shutdown), say so.
+            if record.end_reason is not None:
+                outcome = record.end_reason
+                data = {"reason": outcome, "detail": record.end_detail}
+            raise
         finally:
             seconds = trio.current_time() - began
             data["duration_ms"] = round(seconds * 1000.0, 3)

@@ -1,0 +1,245 @@
+"""The event bridge: per-user numbering, replay and resume, fan-out, overflow."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import pytest
+import trio
+from trio.testing import wait_all_tasks_blocked
+
+from actors import CoreConfig, Event, Gap, InvalidResume, open_core
+from actors._bridge import Emit
+
+from .kit import Recorder, drain, read_until_ended, terminal_of, types_of
+
+
+def sleep(seconds: float, steps: int = 1) -> dict[str, Any]:
+    return {"seconds": seconds, "steps": steps}
+
+
+async def test_a_users_events_are_numbered_from_one_without_gaps_across_runs(
+    autojump_clock: trio.abc.Clock,
+) -> None:
+    async with open_core() as core, core.subscribe("alice") as events:
+        run_ids = [
+            await core.submit("alice", "sleep", sleep(3, steps=3)),
+            await core.submit("alice", "calc", {"expression": "1+1"}),
+            await core.submit("alice", "sleep", sleep(2, steps=2)),
+            await core.submit("alice", "echo", "x"),
+        ]
+        seen = await read_until_ended(events, run_ids)
+        last_seq = core.last_seq("alice")
+
+    assert [e.seq for e in seen] == list(range(1, len(seen) + 1))
+    assert last_seq == len(seen) == 5 + 5 + 4 + 2
+    assert {e.user_id for e in seen} == {"alice"}
+
+
+async def test_events_carry_the_wire_fields_and_serialise_to_json() -> None:
+    async with open_core() as core, core.subscribe("alice") as events:
+        run_id = await core.submit("alice", "echo", {"n": 1})
+        seen = await read_until_ended(events, [run_id])
+
+    wire = json.loads(seen[0].to_json())
+    assert set(wire) == {"type", "seq", "user_id", "run_id", "ts", "data"}
+    assert wire["type"] == "agent_started" and wire["seq"] == 1
+    assert wire["run_id"] == run_id and isinstance(wire["ts"], float)
+    assert wire["data"] == {"agent": "echo", "input": {"n": 1}}
+    assert json.loads(Gap(1, 4).to_json()) == {"type": "gap", "from": 1, "to": 4}
+
+
+async def test_two_users_streams_never_mix(autojump_clock: trio.abc.Clock) -> None:
+    recorders = {user_id: Recorder(user_id) for user_id in ("alice", "bob", "carol")}
+    async with trio.open_nursery() as nursery, open_core() as core:
+        for recorder in recorders.values():
+            await nursery.start(recorder.run, core)
+        submitted: dict[str, list[str]] = {user_id: [] for user_id in recorders}
+        for step in range(4):
+            for user_id in recorders:
+                run_id = await core.submit(user_id, "sleep", sleep(step + 1, steps=step + 1))
+                submitted[user_id].append(run_id)
+        await trio.sleep(10)
+
+    for user_id, recorder in recorders.items():
+        assert {e.user_id for e in recorder.events} == {user_id}
+        assert {e.run_id for e in recorder.events} == set(submitted[user_id])
+        assert [e.seq for e in recorder.events] == list(range(1, len(recorder.events) + 1))
+        assert len(recorder.events) == sum(2 + n for n in range(1, 5))
+
+
+async def test_every_subscriber_of_a_user_gets_every_event() -> None:
+    async with (
+        open_core() as core,
+        core.subscribe("alice") as first,
+        core.subscribe("alice") as second,
+        core.subscribe("alice") as third,
+    ):
+        run_id = await core.submit("alice", "calc", {"expression": "6*7"})
+        seen = [await read_until_ended(s, [run_id]) for s in (first, second, third)]
+        assert core.stream_books.subscriber_count == 3
+
+    assert seen[0] == seen[1] == seen[2]
+    assert len(seen[0]) == 5
+
+
+async def test_with_no_subscriber_events_still_enter_the_replay_window() -> None:
+    async with open_core() as core:
+        run_id = await core.submit("alice", "calc", {"expression": "2+2"})
+        await wait_all_tasks_blocked()
+        assert core.last_seq("alice") == 5
+
+        async with core.subscribe("alice", after=0) as events:
+            await wait_all_tasks_blocked()
+            replayed = drain(events)
+
+    assert types_of(replayed) == [
+        "agent_started",
+        "agent_thinking",
+        "tool_executing",
+        "tool_completed",
+        "agent_completed",
+    ]
+    assert [e.seq for e in replayed] == [1, 2, 3, 4, 5]
+    assert terminal_of(replayed, run_id).data["output"] == 4
+
+
+async def test_the_replay_window_is_bounded_and_a_gap_stands_for_what_fell_out() -> None:
+    async with open_core(CoreConfig(replay_window=3)) as core:
+        for _ in range(5):
+            await core.submit("alice", "echo", "x")  # two events each
+        await wait_all_tasks_blocked()
+
+        async with core.subscribe("alice", after=0) as events:
+            from_start = drain(events)
+        async with core.subscribe("alice", after=3) as events:
+            from_three = drain(events)
+        async with core.subscribe("alice", after=7) as events:
+            from_seven = drain(events)
+        async with core.subscribe("alice", after=8) as events:
+            from_eight = drain(events)
+        async with core.subscribe("alice", after=10) as events:
+            from_end = drain(events)
+
+    assert from_start[0] == Gap(1, 7)
+    assert [e.seq for e in from_start[1:]] == [8, 9, 10]
+    assert from_three == [Gap(4, 7), *from_start[1:]]
+    assert from_seven == from_start[1:]
+    assert [e.seq for e in from_eight] == [9, 10]
+    assert from_end == []
+
+
+async def test_a_resume_replays_then_goes_live_without_losing_or_repeating_at_the_seam(
+    autojump_clock: trio.abc.Clock,
+) -> None:
+    async with open_core() as core, core.subscribe("alice") as first:
+        run_id = await core.submit("alice", "sleep", sleep(20, steps=20))
+        head = []
+        async for event in first:
+            head.append(event)
+            if len(head) == 8:
+                break
+        await trio.sleep(2.5)  # more events are numbered meanwhile
+        async with core.subscribe("alice", after=head[-1].seq) as resumed:
+            rest = await read_until_ended(resumed, [run_id])
+
+    combined = head + rest
+    assert [e.seq for e in combined] == list(range(1, 23))
+    assert types_of(combined) == ["agent_started", *["agent_thinking"] * 20, "agent_completed"]
+
+
+async def test_resumes_opened_while_a_run_emits_each_get_exactly_the_events_after_their_seq(
+    autojump_clock: trio.abc.Clock,
+) -> None:
+    results: list[tuple[int, list[Event]]] = []
+    async with open_core() as core:
+        run_id = await core.submit("alice", "sleep", sleep(10, steps=10))
+
+        async def resume(after: int) -> None:
+            async with core.subscribe("alice", after=after) as events:
+                results.append((after, await read_until_ended(events, [run_id])))
+
+        async with trio.open_nursery() as nursery:
+            for moment in range(10):
+                await trio.sleep_until(moment + 0.5)
+                last = core.last_seq("alice")
+                for after in {last, max(0, last - 1), max(0, last - 3)}:
+                    nursery.start_soon(resume, after)
+
+    assert {after for after, _ in results} == set(range(11))  # 0 .. the last but one
+    for after, seen in results:
+        assert [e.seq for e in seen] == list(range(after + 1, 13))
+
+
+@pytest.mark.parametrize("after", [-1, 3, True, 1.0, "0"])
+async def test_a_resume_point_the_stream_has_not_reached_is_refused(after: Any) -> None:
+    async with open_core() as core:
+        await core.submit("alice", "echo", "x")
+        await wait_all_tasks_blocked()
+        assert core.last_seq("alice") == 2
+
+        with pytest.raises(InvalidResume, match="after must be a whole number from 0 to 2"):
+            async with core.subscribe("alice", after=after):
+                raise AssertionError("the subscription should not open")
+        with pytest.raises(InvalidResume, match="from 0 to 0"):
+            async with core.subscribe("nobody", after=1):
+                raise AssertionError("the subscription should not open")
+        assert core.stream_books.subscriber_count == 0
+
+
+async def test_a_slow_subscriber_is_ended_while_the_others_get_everything_and_nobody_waits(
+    autojump_clock: trio.abc.Clock,
+) -> None:
+    async with (
+        open_core() as core,
+        core.subscribe("alice", queue_size=3) as slow,
+        core.subscribe("alice") as fast,
+    ):
+        run_id = await core.submit("alice", "sleep", sleep(10, steps=10))
+        seen = await read_until_ended(fast, [run_id])  # slow reads nothing meanwhile
+        ran_for = trio.current_time()
+
+        held = drain(slow)
+        assert slow.closed_reason == "overflow"
+        assert core.stream_books.dropped_by_reason["subscriber_overflow"] == 1
+        assert core.stream_books.subscriber_count == 1
+
+        async with core.subscribe("alice", after=held[-1].seq) as resumed:
+            rest = drain(resumed)
+
+    assert ran_for == 10  # the run never waited for the slow reader
+    assert [e.seq for e in seen] == list(range(1, 13))
+    assert [e.seq for e in held] == [1, 2, 3]
+    assert held + rest == seen
+
+
+async def test_a_subscriber_that_left_is_no_longer_delivered_to() -> None:
+    async with open_core() as core:
+        async with core.subscribe("alice"):
+            assert core.stream_books.subscriber_count == 1
+        await wait_all_tasks_blocked()
+        assert core.stream_books.subscriber_count == 0
+
+        async with core.subscribe("alice") as events:
+            run_id = await core.submit("alice", "echo", "x")
+            seen = await read_until_ended(events, [run_id])
+
+    assert [e.seq for e in seen] == [1, 2]
+
+
+async def test_events_of_a_run_that_is_not_open_are_dropped_and_counted() -> None:
+    async with open_core() as core:
+        await core._bridge.send(Emit("alice", "ghost", "agent_thinking", {"text": "?"}, 0.0))
+        await wait_all_tasks_blocked()
+
+        assert core.last_seq("alice") == 0
+        assert core.stream_books.dropped_by_reason["run_not_open"] == 1
+
+
+def test_an_event_knows_whether_it_ends_its_run() -> None:
+    def event(type: str) -> Event:
+        return Event(type=type, seq=1, user_id="u", run_id="r", ts=0.0, data={})
+
+    assert event("agent_completed").terminal and event("agent_error").terminal
+    assert not event("agent_started").terminal and not event("tool_completed").terminal

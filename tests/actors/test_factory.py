@@ -1,0 +1,314 @@
+"""The engine factory: one engine per user, the global limit, reaping, crashes."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import attrs
+import pytest
+import trio
+from trio.testing import wait_all_tasks_blocked
+
+from actors import (
+    CoreClosed,
+    CoreConfig,
+    EngineLimitReached,
+    UnknownRun,
+    UserContext,
+    UserEngine,
+    open_core,
+)
+
+from .kit import read_until_ended, terminal_of, types_of
+
+
+def user(user_id: str) -> UserContext:
+    return UserContext(user_id=user_id)
+
+
+def sleep(seconds: float, steps: int = 1) -> dict[str, Any]:
+    return {"seconds": seconds, "steps": steps}
+
+
+@attrs.frozen
+class Unhandled:
+    """A message no engine handles: sending one makes the engine crash."""
+
+
+async def test_a_thousand_concurrent_requests_for_one_user_create_one_engine() -> None:
+    engines: list[UserEngine] = []
+    async with open_core() as core:
+
+        async def request() -> None:
+            engines.append(await core.factory.create_for_user(user("alice")))
+
+        async with trio.open_nursery() as nursery:
+            for _ in range(1000):
+                nursery.start_soon(request)
+
+        stats = core.factory.metrics()
+        assert len(engines) == 1000
+        assert len({engine.statistics().name for engine in engines}) == 1
+        assert stats.engines_created_total == 1
+        assert stats.engines_active == 1
+        assert core.system.statistics().kinds["engine"].actors == 1
+
+
+async def test_each_user_gets_an_engine_of_their_own() -> None:
+    async with open_core() as core:
+        alice = await core.factory.create_for_user(user("alice"))
+        bob = await core.factory.create_for_user(user("bob"))
+
+        assert (alice.user_id, bob.user_id) == ("alice", "bob")
+        assert alice.statistics().name != bob.statistics().name
+        assert core.factory.metrics().engines_created_total == 2
+        with pytest.raises(ValueError, match="this engine is for 'alice', not for 'bob'"):
+            await alice.submit(UserContext(user_id="bob"), "echo", None)
+
+
+async def test_at_the_limit_the_least_recently_used_idle_engine_is_reaped() -> None:
+    async with open_core(CoreConfig(max_engines=2)) as core:
+        alice = await core.factory.create_for_user(user("alice"))
+        bob = await core.factory.create_for_user(user("bob"))
+        await core.factory.create_for_user(user("alice"))  # alice is now the most recent
+        await wait_all_tasks_blocked()
+
+        carol = await core.factory.create_for_user(user("carol"))
+
+        stats = core.factory.metrics()
+        assert (alice.alive, bob.alive, carol.alive) == (True, False, True)
+        assert stats.engines_active == 2
+        assert stats.engines_created_total == 3
+        assert stats.engines_reaped_total == {"lru": 1}
+
+
+async def test_when_every_engine_is_busy_new_users_are_rejected(
+    autojump_clock: trio.abc.Clock,
+) -> None:
+    async with (
+        open_core(CoreConfig(max_engines=1)) as core,
+        core.subscribe("alice") as alice_events,
+        core.subscribe("bob") as bob_events,
+    ):
+        long_run = await core.submit("alice", "sleep", sleep(60))
+        await wait_all_tasks_blocked()
+
+        with pytest.raises(EngineLimitReached, match="all 1 engines are busy"):
+            await core.factory.create_for_user(user("bob"))
+        rejected = await core.submit("bob", "echo", "hello")
+        bob_seen = await read_until_ended(bob_events, [rejected])
+        stats = core.factory.metrics()
+
+        alice_seen = await read_until_ended(alice_events, [long_run])
+        accepted = await core.submit("bob", "echo", "hello again")
+        bob_seen += await read_until_ended(bob_events, [accepted])
+
+    assert types_of(bob_seen, rejected) == ["agent_error"]
+    assert terminal_of(bob_seen, rejected).data == {
+        "reason": "rejected",
+        "detail": "all 1 engines are busy; try again when a run ends",
+    }
+    assert (stats.engines_active, stats.engines_created_total) == (1, 1)
+    assert terminal_of(alice_seen, long_run).type == "agent_completed"
+    assert terminal_of(bob_seen, accepted).data["output"] == "hello again"
+
+
+async def test_an_engine_held_in_a_user_execution_scope_is_not_reaped_for_room() -> None:
+    async with open_core(CoreConfig(max_engines=1)) as core:
+        async with core.factory.user_execution_scope(user("alice")) as alice:
+            await wait_all_tasks_blocked()
+            with pytest.raises(EngineLimitReached):
+                await core.factory.create_for_user(user("bob"))
+            assert alice.alive
+            assert core.factory.metrics().leases == 1
+        await wait_all_tasks_blocked()
+
+        bob = await core.factory.create_for_user(user("bob"))
+
+        assert bob.alive and not alice.alive
+        assert core.factory.metrics().leases == 0
+
+
+async def test_an_idle_engine_is_reaped_after_the_idle_timeout_and_not_before(
+    autojump_clock: trio.abc.Clock,
+) -> None:
+    async with open_core(CoreConfig(idle_timeout=10)) as core:
+        began = trio.current_time()
+        engine = await core.factory.create_for_user(user("alice"))
+
+        await trio.sleep_until(began + 9.99)
+        assert engine.alive
+        assert core.factory.metrics().engines_reaped_total == {}
+
+        await trio.sleep_until(began + 10 + 2.5 + 0.01)  # one sweep (idle_timeout / 4) later
+        stats = core.factory.metrics()
+        assert not engine.alive
+        assert stats.engines_reaped_total == {"idle": 1}
+        assert stats.engines_active == 0
+
+
+async def test_asking_for_an_engine_again_counts_as_activity(
+    autojump_clock: trio.abc.Clock,
+) -> None:
+    async with open_core(CoreConfig(idle_timeout=10)) as core:
+        began = trio.current_time()
+        engine = await core.factory.create_for_user(user("alice"))
+        await trio.sleep_until(began + 8)
+        await core.factory.create_for_user(user("alice"))
+
+        await trio.sleep_until(began + 17.99)
+        assert engine.alive
+
+        await trio.sleep_until(began + 18 + 2.5 + 0.01)
+        assert not engine.alive
+        assert core.factory.metrics().engines_created_total == 1
+
+
+async def test_a_busy_engine_is_not_reaped_but_its_own_events_are_not_activity(
+    autojump_clock: trio.abc.Clock,
+) -> None:
+    async with open_core(CoreConfig(idle_timeout=10)) as core, core.subscribe("alice") as events:
+        began = trio.current_time()
+        run_id = await core.submit("alice", "sleep", sleep(30, steps=30))
+        engine = await core.factory.lookup("alice")
+        assert engine is not None
+
+        seen = await read_until_ended(events, [run_id])
+        assert trio.current_time() - began == 30
+        assert engine.alive  # busy for 30 s, three idle timeouts
+
+        await trio.sleep_until(began + 30 + 2.5 + 0.01)  # the next sweep
+        assert not engine.alive
+        assert core.factory.metrics().engines_reaped_total == {"idle": 1}
+
+    assert types_of(seen).count("agent_thinking") == 30
+
+
+async def test_an_engine_is_held_while_inside_its_user_execution_scope(
+    autojump_clock: trio.abc.Clock,
+) -> None:
+    async with open_core(CoreConfig(idle_timeout=10)) as core:
+        async with core.factory.user_execution_scope(user("alice")) as engine:
+            await trio.sleep(100)
+            assert engine.alive
+        left = trio.current_time()
+
+        await trio.sleep_until(left + 9.99)
+        assert engine.alive
+        await trio.sleep_until(left + 10 + 2.5 + 0.01)
+        assert not engine.alive
+
+
+async def test_cleanup_ends_live_runs_with_cancelled_and_removes_the_engine(
+    autojump_clock: trio.abc.Clock,
+) -> None:
+    config = CoreConfig(max_runs_per_user=1, max_queued_runs_per_user=1)
+    async with open_core(config) as core, core.subscribe("alice") as events:
+        running = await core.submit("alice", "sleep", sleep(60))
+        queued = await core.submit("alice", "sleep", sleep(60))
+        engine = await core.factory.lookup("alice")
+        assert engine is not None
+
+        assert await core.factory.cleanup_engine("alice") is True
+        seen = await read_until_ended(events, [running, queued])
+        stats = core.factory.metrics()
+        assert await core.factory.cleanup_engine("alice") is False
+        assert await core.factory.lookup("alice") is None
+
+        again = await core.submit("alice", "echo", "back")
+        seen += await read_until_ended(events, [again])
+
+    for run_id in (running, queued):
+        assert terminal_of(seen, run_id).data["reason"] == "cancelled"
+        assert terminal_of(seen, run_id).data["detail"] == "the user's engine was cleaned up"
+    assert types_of(seen, queued) == ["agent_error"]
+    assert not engine.alive
+    assert stats.engines_active == 0
+    assert stats.engines_reaped_total == {"cleanup": 1}
+    assert terminal_of(seen, again).data["output"] == "back"
+    assert core.factory.metrics().engines_created_total == 2
+
+
+async def test_an_engine_crash_is_contained_to_its_user(autojump_clock: trio.abc.Clock) -> None:
+    config = CoreConfig(max_runs_per_user=1, max_queued_runs_per_user=1)
+    async with (
+        open_core(config) as core,
+        core.subscribe("alice") as alice_events,
+        core.subscribe("bob") as bob_events,
+    ):
+        running = await core.submit("alice", "sleep", sleep(60))
+        queued = await core.submit("alice", "sleep", sleep(60))
+        bobs = await core.submit("bob", "sleep", sleep(10, steps=10))
+        await trio.sleep(1)
+        engine = await core.factory.create_for_user(user("alice"))
+
+        await engine._ref.send(Unhandled())  # the engine raises TypeError and dies
+        alice_seen = await read_until_ended(alice_events, [running, queued])
+        await wait_all_tasks_blocked()
+        stats = core.factory.metrics()
+
+        bob_seen = await read_until_ended(bob_events, [bobs])
+        again = await core.submit("alice", "echo", "back")
+        alice_seen += await read_until_ended(alice_events, [again])
+        assert core.factory.metrics().engines_created_total == 3
+
+    assert not engine.alive
+    for run_id in (running, queued):
+        error = terminal_of(alice_seen, run_id)
+        assert error.type == "agent_error"
+        assert error.data["reason"] == "exception"
+    assert "TypeError" in terminal_of(alice_seen, queued).data["detail"]
+    assert stats.engines_reaped_total == {"crash": 1}
+    assert stats.engines_active == 1
+    assert types_of(bob_seen) == ["agent_started", *["agent_thinking"] * 10, "agent_completed"]
+    assert [e.seq for e in bob_seen] == list(range(1, 13))
+    assert terminal_of(alice_seen, again).data["output"] == "back"
+
+
+async def test_after_shutdown_no_engine_is_created_and_shutdown_is_idempotent() -> None:
+    async with open_core() as core:
+        engine = await core.factory.create_for_user(user("alice"))
+
+        await core.factory.shutdown()
+        await core.factory.shutdown()
+
+        assert not engine.alive
+        assert core.factory.metrics().engines_reaped_total == {"shutdown": 1}
+        with pytest.raises(CoreClosed):
+            await core.factory.create_for_user(user("bob"))
+        with pytest.raises(CoreClosed):
+            async with core.factory.user_execution_scope(user("alice")):
+                raise AssertionError("no engine should be handed out")
+    with pytest.raises(CoreClosed):
+        await core.factory.create_for_user(user("alice"))
+    assert await core.factory.cleanup_engine("alice") is False
+
+
+async def test_a_run_submitted_as_the_users_engine_crashes_runs_on_a_fresh_engine() -> None:
+    async with open_core() as core, core.subscribe("alice") as events:
+        for attempt in range(20):  # the crash and the submit race: try both orders
+            engine = await core.factory.create_for_user(user("alice"))
+            await engine._ref.send(Unhandled())
+            run_id = await core.submit("alice", "echo", attempt)
+            seen = await read_until_ended(events, [run_id])
+
+            assert terminal_of(seen, run_id).data["output"] == attempt
+            assert not engine.alive
+
+        assert core.factory.metrics().engines_reaped_total == {"crash": 20}
+
+
+async def test_cancelling_a_run_as_its_engine_crashes_finds_no_live_run(
+    autojump_clock: trio.abc.Clock,
+) -> None:
+    async with open_core() as core, core.subscribe("alice") as events:
+        for _ in range(20):  # the crash and the cancel race: try both orders
+            run_id = await core.submit("alice", "sleep", sleep(60))
+            engine = await core.factory.create_for_user(user("alice"))
+            await engine._ref.send(Unhandled())
+
+            with pytest.raises(UnknownRun):
+                await core.cancel("alice", run_id)
+            seen = await read_until_ended(events, [run_id])
+
+            assert terminal_of(seen, run_id).data["reason"] == "exception"
