@@ -278,7 +278,13 @@ class _Cell:
 
     def request_stop(self, *, normal_exit: bool = False) -> None:
         """Ask the actor to stop once its queue is drained (never blocks)."""
-        if self.state in ("stopping", "stopped"):
+        if self.state == "stopped":
+            return
+        if self.state == "stopping":
+            if self.normal_exit and not normal_exit:
+                # A stop from outside overrides the actor's own: no restart.
+                self.normal_exit = False
+                self.mailbox.close()
             return
         self.normal_exit = normal_exit
         if not normal_exit:

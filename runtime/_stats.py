@@ -61,7 +61,12 @@ class KindBooks:
     dead_letters: int = 0
 
     def enlist(self, cell: _Cell) -> None:
-        self.live.add(cell)
+        if cell not in self.live:
+            self.live.add(cell)
+            # A revived cell's counters are live again: stop counting them as retired.
+            self.retired_handled -= cell.handled
+            self.retired_busy -= cell.busy_seconds
+            self.retired_restarts -= cell.restarts
 
     def retire(self, cell: _Cell) -> None:
         if cell in self.live:

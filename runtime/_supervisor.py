@@ -19,6 +19,9 @@ from ._stats import KindBooks
 
 log = logging.getLogger("runtime")
 
+#: With `concurrent_stop`, how many children are stopped at once.
+CONCURRENT_STOPS = 256
+
 A = TypeVar("A", bound=Actor[Any])
 
 
@@ -236,9 +239,17 @@ class Supervisor:
     async def _stop_children(self) -> None:
         children = list(reversed(self._children))
         if self.concurrent_stop:
+            # At most CONCURRENT_STOPS at once: each child's grace period
+            # starts when its own stop does.
+            limiter = trio.CapacityLimiter(CONCURRENT_STOPS)
+
+            async def stop_one(child: _Cell | Supervisor) -> None:
+                async with limiter:
+                    await self._stop_one(child)
+
             async with trio.open_nursery() as nursery:
                 for child in children:
-                    nursery.start_soon(self._stop_one, child)
+                    nursery.start_soon(stop_one, child)
         else:
             for child in children:
                 await self._stop_one(child)
@@ -288,7 +299,7 @@ class Supervisor:
         while True:
             try:
                 await child.run(task_status=task_status)
-                self._children.pop(child, None)
+                self._forget_supervisor(child)
                 return
             except RestartIntensityExceeded as error:
                 task_status = trio.TASK_STATUS_IGNORED
@@ -296,7 +307,7 @@ class Supervisor:
                 log.error("supervisor %s gave up: %s", child.name, error)
                 if verdict is _Verdict.RESTART:
                     continue
-                self._children.pop(child, None)
+                self._forget_supervisor(child, keep=verdict is _Verdict.ESCALATE)
                 if verdict is _Verdict.ESCALATE:
                     await self._escalate(error)
                 return
@@ -368,7 +379,10 @@ class Supervisor:
                 crash = _one_error(error)
                 cell.fail_current_ask(crash)
                 log.error("actor %s crashed", cell.name, exc_info=crash)
-                verdict = self._verdict(cell.spec.restart, normal=False)
+                if cell.mailbox.closed:  # stopped from outside: never restarted
+                    verdict = _Verdict.STOP
+                else:
+                    verdict = self._verdict(cell.spec.restart, normal=False)
             except BaseException:
                 cell.nursery = None
                 self._forget(cell, None)
@@ -379,6 +393,7 @@ class Supervisor:
                     if len(cell.mailbox):
                         continue
                     cell.state = "dormant"
+                    cell.scope = None  # exited; a wake-up opens a new one
                     cell.mailbox.shrink()
                     cell.mailbox.on_arrival = cell.wake
                     return
@@ -394,6 +409,12 @@ class Supervisor:
                 assert crash is not None
                 await self._escalate(crash)
             return
+
+    def _forget_supervisor(self, child: Supervisor, *, keep: bool = False) -> None:
+        """A child supervisor has stopped; keep its place as `_forget` does."""
+        revivable = child.restart is not RestartType.TEMPORARY
+        if not (revivable and (keep or self._stopping)):
+            self._children.pop(child, None)
 
     def _forget(self, cell: _Cell, reason: BaseException | None, *, keep: bool = False) -> None:
         """Mark a child stopped; keep its place only if a restart of this

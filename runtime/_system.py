@@ -92,7 +92,10 @@ async def open_actor_system(
 
     async def run_root(*, task_status: trio.TaskStatus[Supervisor]) -> None:
         try:
-            await root.run(task_status=task_status)
+            # Shielded so that a cancelled block still stops its actors in order:
+            # only `root.stop()` (always called below) or an escalation ends it.
+            with trio.CancelScope(shield=True):
+                await root.run(task_status=task_status)
         except RestartIntensityExceeded as error:
             # Cancel the body through the system's nursery, and raise the error
             # from the block on its own rather than wrapped in a group.

@@ -1,0 +1,149 @@
+"""Hibernating actors: no task while idle, woken by the next message, state kept."""
+
+from __future__ import annotations
+
+from functools import partial
+from typing import Any
+
+import attrs
+import trio
+from trio.testing import wait_all_tasks_blocked
+
+from runtime import Actor, RestartType, open_actor_system
+
+
+@attrs.frozen
+class Add:
+    n: int
+
+
+@attrs.frozen
+class StartWork:
+    done: trio.Event
+
+
+@attrs.frozen
+class Crash:
+    pass
+
+
+Message = Add | StartWork | Crash
+
+
+class Sleeper(Actor[Message]):
+    hibernate = True
+
+    def __init__(self, log: list[str] | None = None) -> None:
+        self.total = 0
+        self.log = log if log is not None else []
+
+    async def handle(self, message: Message) -> Any:
+        match message:
+            case Add(n):
+                self.total += n
+                return self.total
+            case StartWork(done):
+                self.start_task(done.wait)
+                return "working"
+            case Crash():
+                raise RuntimeError("crashed on purpose")
+
+    async def on_stop(self) -> None:
+        self.log.append("on_stop")
+
+
+def count_tasks() -> int:
+    def walk(task: trio.lowlevel.Task) -> int:
+        return 1 + sum(
+            walk(child) for nursery in task.child_nurseries for child in nursery.child_tasks
+        )
+
+    return walk(trio.lowlevel.current_root_task())
+
+
+async def test_a_hibernating_actor_goes_dormant_when_idle_and_holds_no_task() -> None:
+    async with open_actor_system() as system:
+        await wait_all_tasks_blocked()
+        tasks_before = count_tasks()
+
+        ref = await system.spawn(Sleeper)
+        await wait_all_tasks_blocked()
+
+        assert ref.statistics().state == "dormant"
+        assert count_tasks() == tasks_before
+
+
+async def test_a_dormant_actor_wakes_on_the_next_message_and_keeps_its_state() -> None:
+    async with open_actor_system() as system:
+        ref = await system.spawn(Sleeper)
+        assert await ref.ask(Add(2)) == 2
+        await wait_all_tasks_blocked()
+        assert ref.statistics().state == "dormant"
+
+        ref.send_nowait(Add(3))
+        await wait_all_tasks_blocked()
+        assert ref.statistics().state == "dormant"
+
+        with trio.fail_after(1):
+            assert await ref.ask(Add(4)) == 9
+        assert ref.statistics().messages_handled == 3
+        assert ref.statistics().restarts == 0
+
+
+async def test_a_hibernating_actor_stays_running_while_its_task_is_alive(
+    autojump_clock: object,
+) -> None:
+    done = trio.Event()
+    async with open_actor_system() as system:
+        ref = await system.spawn(Sleeper)
+
+        assert await ref.ask(StartWork(done)) == "working"
+        await wait_all_tasks_blocked()
+        assert ref.statistics().state == "running"
+        with trio.fail_after(1):
+            assert await ref.ask(Add(2)) == 2  # still handling messages meanwhile
+        await wait_all_tasks_blocked()
+        assert ref.statistics().state == "running"
+
+        done.set()
+        await wait_all_tasks_blocked()
+        assert ref.statistics().state == "dormant"
+        assert await ref.ask(Add(1)) == 3
+
+
+async def test_stopping_a_dormant_actor_runs_on_stop() -> None:
+    log: list[str] = []
+    async with open_actor_system() as system:
+        ref = await system.spawn(partial(Sleeper, log))
+        await wait_all_tasks_blocked()
+        assert ref.statistics().state == "dormant"
+
+        with trio.fail_after(1):
+            await ref.stop()
+
+        assert log == ["on_stop"]
+        assert ref.stopped
+
+
+async def test_leaving_the_system_runs_on_stop_of_dormant_actors() -> None:
+    log: list[str] = []
+    async with open_actor_system() as system:
+        refs = [await system.spawn(partial(Sleeper, log)) for _ in range(3)]
+        await wait_all_tasks_blocked()
+        assert {ref.statistics().state for ref in refs} == {"dormant"}
+
+    assert log == ["on_stop"] * 3
+    assert all(ref.stopped for ref in refs)
+
+
+async def test_a_crashed_hibernating_actor_is_restarted_afresh_and_goes_dormant_again() -> None:
+    async with open_actor_system() as system:
+        ref = await system.spawn(Sleeper, restart=RestartType.PERMANENT)
+        await ref.ask(Add(5))
+
+        ref.send_nowait(Crash())
+        await wait_all_tasks_blocked()
+
+        assert ref.statistics().restarts == 1
+        assert ref.statistics().state == "dormant"
+        assert await ref.ask(Add(1)) == 1

@@ -1,0 +1,614 @@
+"""Supervision: restart types, restart intensity and escalation, orderly stop, grace."""
+
+from __future__ import annotations
+
+from functools import partial
+from typing import Any
+
+import attrs
+import pytest
+import trio
+from hypothesis import given
+from hypothesis import strategies as st
+from trio.testing import wait_all_tasks_blocked
+
+from runtime import (
+    Actor,
+    ActorRef,
+    ActorStopped,
+    ChildExited,
+    RestartBook,
+    RestartIntensity,
+    RestartIntensityExceeded,
+    RestartType,
+    open_actor_system,
+)
+
+
+@attrs.frozen
+class Add:
+    n: int
+
+
+@attrs.frozen
+class Get:
+    pass
+
+
+@attrs.frozen
+class Crash:
+    pass
+
+
+@attrs.frozen
+class Exit:
+    """Stop normally (`Actor.stop()`), then wait at `gate` if one is given."""
+
+    gate: trio.Event | None = None
+
+
+@attrs.frozen
+class Hang:
+    pass
+
+
+Message = Add | Get | Crash | Exit | Hang
+
+
+@attrs.define
+class Log:
+    """What the actors of one test did, in order."""
+
+    started: list[str] = attrs.Factory(list)
+    stopped: list[str] = attrs.Factory(list)
+
+
+class Worker(Actor[Message]):
+    def __init__(self, label: str = "", log: Log | None = None) -> None:
+        self.label = label
+        self.log = log or Log()
+        self.total = 0
+
+    async def on_start(self) -> None:
+        self.log.started.append(self.label)
+
+    async def handle(self, message: Message) -> Any:
+        match message:
+            case Add(n):
+                self.total += n
+                return self.total
+            case Get():
+                return self.total
+            case Crash():
+                raise RuntimeError(f"{self.label} crashed on purpose")
+            case Exit(gate):
+                self.stop()
+                if gate is not None:
+                    await gate.wait()
+            case Hang():
+                await trio.sleep_forever()
+
+    async def on_stop(self) -> None:
+        self.log.stopped.append(self.label)
+
+
+async def crash(ref: ActorRef[Message]) -> None:
+    """Crash the actor with a plain send and let its supervisor react."""
+    await ref.send(Crash())
+    await wait_all_tasks_blocked()
+
+
+# Restart types
+
+
+@pytest.mark.parametrize(
+    ("restart", "comes_back"),
+    [(RestartType.PERMANENT, True), (RestartType.TRANSIENT, True), (RestartType.TEMPORARY, False)],
+)
+async def test_the_restart_type_decides_whether_a_crashed_actor_comes_back(
+    restart: RestartType, comes_back: bool
+) -> None:
+    async with open_actor_system() as system:
+        ref = await system.spawn(Worker, restart=restart)
+        await ref.ask(Add(3))
+
+        await crash(ref)
+
+        assert ref.stopped is not comes_back
+        if comes_back:
+            assert ref.statistics().restarts == 1
+            assert await ref.ask(Get()) == 0
+        else:
+            with pytest.raises(ActorStopped):
+                await ref.ask(Get())
+
+
+@pytest.mark.parametrize(
+    ("restart", "comes_back"),
+    [(RestartType.PERMANENT, True), (RestartType.TRANSIENT, False), (RestartType.TEMPORARY, False)],
+)
+async def test_the_restart_type_decides_whether_an_actor_that_stopped_itself_comes_back(
+    restart: RestartType, comes_back: bool
+) -> None:
+    log = Log()
+    async with open_actor_system() as system:
+        ref = await system.spawn(partial(Worker, "w", log), restart=restart)
+        await ref.ask(Add(3))
+
+        await ref.send(Exit())
+        await wait_all_tasks_blocked()
+
+        assert log.stopped == ["w"]  # a normal exit is an orderly stop
+        assert ref.stopped is not comes_back
+        if comes_back:
+            assert log.started == ["w", "w"]
+            assert await ref.ask(Get()) == 0
+        else:
+            assert log.started == ["w"]
+            with pytest.raises(ActorStopped):
+                await ref.ask(Get())
+
+
+async def test_an_actor_stopped_through_its_ref_is_not_restarted_even_if_permanent() -> None:
+    log = Log()
+    async with open_actor_system() as system:
+        ref = await system.spawn(partial(Worker, "w", log), restart=RestartType.PERMANENT)
+
+        await ref.stop()
+        await wait_all_tasks_blocked()
+
+        assert ref.stopped
+        assert log.started == ["w"]
+        assert log.stopped == ["w"]
+
+
+# Restart intensity and escalation
+
+
+async def test_a_fourth_crash_within_five_seconds_escalates_out_of_the_actor_system(
+    autojump_clock: object,
+) -> None:
+    with pytest.raises(RestartIntensityExceeded) as excinfo:
+        async with open_actor_system() as system:
+            ref = await system.spawn(Worker)
+            for _ in range(3):
+                await crash(ref)
+                await trio.sleep(1)
+            assert ref.statistics().restarts == 3
+
+            await crash(ref)  # the 4th, 3 s after the first
+            await trio.sleep(60)
+
+    assert isinstance(excinfo.value.__cause__, RuntimeError)
+    assert "crashed on purpose" in str(excinfo.value.__cause__)
+    assert trio.current_time() < 10  # the block was cancelled, not slept through
+    assert ref.stopped
+
+
+async def test_crashes_spaced_beyond_the_restart_window_never_escalate(
+    autojump_clock: object,
+) -> None:
+    async with open_actor_system() as system:
+        ref = await system.spawn(Worker)
+        for _ in range(10):
+            await crash(ref)  # at most 3 crashes in any 5 s
+            await trio.sleep(2)
+
+        assert ref.statistics().restarts == 10
+        assert await ref.ask(Add(1)) == 1
+
+
+async def test_restart_intensity_is_set_per_actor_system(autojump_clock: object) -> None:
+    with pytest.raises(RestartIntensityExceeded):
+        async with open_actor_system(
+            intensity=RestartIntensity(max_restarts=1, window=60)
+        ) as system:
+            ref = await system.spawn(Worker)
+            await crash(ref)
+            await trio.sleep(30)
+            assert not ref.stopped
+            await crash(ref)
+            await trio.sleep(60)
+
+
+async def test_an_escalating_nested_supervisor_is_restarted_with_fresh_children_under_the_same_refs(
+    autojump_clock: object,
+) -> None:
+    log = Log()
+    async with open_actor_system() as system:
+        workers = await system.start_supervisor(
+            "workers", intensity=RestartIntensity(max_restarts=0)
+        )
+        keeper = await workers.spawn(partial(Worker, "keeper", log))
+        crasher = await workers.spawn(partial(Worker, "crasher", log))
+        await keeper.ask(Add(5))
+
+        await crash(crasher)  # no restarts allowed: the supervisor gives up
+
+        assert workers.children == [keeper, crasher]
+        assert log.started == ["keeper", "crasher", "keeper", "crasher"]
+        assert log.stopped == ["keeper"]  # orderly stop of the survivor; not the crashed one
+        with trio.fail_after(1):
+            assert await keeper.ask(Get()) == 0
+            assert await crasher.ask(Add(1)) == 1
+
+
+async def test_a_supervisor_restarted_by_its_parent_starts_its_own_child_supervisors_again(
+    autojump_clock: object,
+) -> None:
+    async with open_actor_system() as system:
+        middle = await system.start_supervisor("middle", intensity=RestartIntensity(max_restarts=0))
+        first = await middle.spawn(Worker)  # stopped after inner: middle yields in between
+        inner = await middle.start_supervisor("inner")
+        deep = await inner.spawn(Worker)
+        crasher = await middle.spawn(Worker)
+        await deep.ask(Add(5))
+
+        await crash(crasher)
+
+        assert middle.children == [first, inner, crasher]
+        assert inner.children == [deep]
+        with trio.fail_after(1):
+            assert await first.ask(Get()) == 0
+            assert await deep.ask(Get()) == 0
+            assert await crasher.ask(Get()) == 0
+
+
+async def test_a_supervisor_escalating_past_its_parent_intensity_restarts_the_grandparent_subtree(
+    autojump_clock: object,
+) -> None:
+    async with open_actor_system() as system:
+        middle = await system.start_supervisor("middle", intensity=RestartIntensity(max_restarts=0))
+        inner = await middle.start_supervisor("inner", intensity=RestartIntensity(max_restarts=0))
+        deep = await inner.spawn(Worker)
+        sibling = await middle.spawn(Worker)
+        await sibling.ask(Add(5))
+
+        await crash(deep)  # inner gives up, and middle may not restart it: middle gives up
+
+        with trio.fail_after(1):
+            assert await sibling.ask(Get()) == 0
+            assert await deep.ask(Add(1)) == 1
+
+
+async def test_escalation_past_the_root_intensity_raises_out_of_the_actor_system(
+    autojump_clock: object,
+) -> None:
+    with pytest.raises(RestartIntensityExceeded) as excinfo:
+        async with open_actor_system(intensity=RestartIntensity(max_restarts=1)) as system:
+            workers = await system.start_supervisor(
+                "workers", intensity=RestartIntensity(max_restarts=0)
+            )
+            ref = await workers.spawn(Worker)
+
+            await crash(ref)  # workers escalates; the root restarts it
+            assert await ref.ask(Add(1)) == 1
+
+            await crash(ref)  # workers escalates again; the root gives up
+            await trio.sleep(60)
+
+    nested = excinfo.value.__cause__
+    assert isinstance(nested, RestartIntensityExceeded)
+    assert "workers" in str(nested)
+    assert isinstance(nested.__cause__, RuntimeError)
+
+
+async def test_a_crash_in_one_child_leaves_its_siblings_state_untouched() -> None:
+    log = Log()
+    async with open_actor_system() as system:
+        left = await system.spawn(partial(Worker, "left", log))
+        crasher = await system.spawn(partial(Worker, "crasher", log))
+        right = await system.spawn(partial(Worker, "right", log))
+        await left.ask(Add(1))
+        await crasher.ask(Add(2))
+        await right.ask(Add(3))
+
+        await crash(crasher)
+
+        assert await left.ask(Get()) == 1
+        assert await crasher.ask(Get()) == 0
+        assert await right.ask(Get()) == 3
+        assert log.started == ["left", "crasher", "right", "crasher"]
+        assert log.stopped == []
+
+
+# Orderly stop and grace
+
+
+async def test_children_stop_in_reverse_start_order() -> None:
+    log = Log()
+    async with open_actor_system() as system:
+        await system.spawn(partial(Worker, "a", log))
+        nested = await system.start_supervisor("nested")
+        await nested.spawn(partial(Worker, "b", log))
+        await nested.spawn(partial(Worker, "c", log))
+        await system.spawn(partial(Worker, "d", log))
+
+    assert log.started == ["a", "b", "c", "d"]
+    assert log.stopped == ["d", "c", "b", "a"]
+
+
+class HangingStop(Actor[Message]):
+    def __init__(self, log: Log | None = None) -> None:
+        self.log = log or Log()
+
+    async def handle(self, message: Message) -> None:
+        await trio.sleep_forever()
+
+    async def on_stop(self) -> None:
+        self.log.stopped.append("on_stop began")
+        await trio.sleep_forever()
+
+
+async def test_an_actor_whose_on_stop_hangs_is_cancelled_after_its_grace_period(
+    autojump_clock: object,
+) -> None:
+    log = Log()
+    async with open_actor_system() as system:
+        ref = await system.spawn(partial(HangingStop, log), grace=3)
+        began = trio.current_time()
+
+        await ref.stop()
+
+        assert trio.current_time() - began == pytest.approx(3)
+        assert log.stopped == ["on_stop began"]
+        assert ref.stopped
+
+
+async def test_an_actor_whose_handler_hangs_is_cancelled_after_its_grace_period(
+    autojump_clock: object,
+) -> None:
+    log = Log()
+    async with open_actor_system() as system:
+        ref = await system.spawn(partial(HangingStop, log), grace=2)
+        ref.send_nowait(Hang())
+        await wait_all_tasks_blocked()
+        began = trio.current_time()
+
+        await ref.stop()
+
+        assert trio.current_time() - began == pytest.approx(2)
+        assert log.stopped == []  # on_stop is not called once the grace ran out
+        assert ref.stopped
+
+
+@pytest.mark.parametrize(("concurrent_stop", "seconds"), [(True, 2), (False, 8)])
+async def test_concurrent_stop_waits_one_grace_period_for_all_children_not_one_each(
+    autojump_clock: object, concurrent_stop: bool, seconds: float
+) -> None:
+    async with open_actor_system() as system:
+        pool = await system.start_supervisor("pool", concurrent_stop=concurrent_stop)
+        refs = [await pool.spawn(HangingStop, grace=2) for _ in range(4)]
+        began = trio.current_time()
+
+        await pool.stop()
+
+        assert trio.current_time() - began == pytest.approx(seconds)
+        assert all(ref.stopped for ref in refs)
+
+
+class FailingStop(Actor[Message]):
+    hibernate = False
+
+    def __init__(self, log: Log) -> None:
+        self.log = log
+
+    async def on_start(self) -> None:
+        self.log.started.append("started")
+
+    async def handle(self, message: Message) -> None:
+        pass
+
+    async def on_stop(self) -> None:
+        raise RuntimeError("on_stop failed")
+
+
+class HibernatingFailingStop(FailingStop):
+    hibernate = True
+
+
+@pytest.mark.parametrize("actor_class", [FailingStop, HibernatingFailingStop])
+async def test_an_actor_stopped_through_its_ref_is_not_restarted_when_on_stop_raises(
+    autojump_clock: object, actor_class: type[FailingStop]
+) -> None:
+    log = Log()
+    async with open_actor_system() as system:
+        ref = await system.spawn(partial(actor_class, log), grace=5)
+        await wait_all_tasks_blocked()
+        began = trio.current_time()
+
+        with trio.fail_after(60):
+            await ref.stop()
+
+        assert trio.current_time() == began  # no grace period needed
+        assert ref.stopped
+        assert log.started == ["started"]
+        assert ref.statistics().restarts == 0
+
+
+async def test_stopping_an_actor_through_its_ref_while_it_stops_itself_does_not_restart_it(
+    autojump_clock: object,
+) -> None:
+    log = Log()
+    gate = trio.Event()
+    async with open_actor_system() as system:
+        ref = await system.spawn(partial(Worker, "w", log), grace=5)
+        ref.send_nowait(Exit(gate))
+        await wait_all_tasks_blocked()  # Actor.stop() was called; the handler waits
+        began = trio.current_time()
+
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(ref.stop)
+            await wait_all_tasks_blocked()
+            gate.set()
+
+        assert trio.current_time() == began
+        assert ref.stopped
+        assert log.started == ["w"]
+
+
+async def test_an_actor_that_crashes_while_draining_for_a_stop_through_its_ref_is_not_restarted(
+    autojump_clock: object,
+) -> None:
+    log = Log()
+    async with open_actor_system() as system:
+        ref = await system.spawn(partial(Worker, "w", log), restart=RestartType.PERMANENT, grace=5)
+        ref.send_nowait(Crash())  # still queued when the stop begins
+        began = trio.current_time()
+
+        await ref.stop()
+
+        assert trio.current_time() == began
+        assert ref.stopped
+        assert log.started == ["w"]
+
+
+async def test_stopping_a_supervisor_leaves_its_siblings_running() -> None:
+    async with open_actor_system() as system:
+        doomed = await system.start_supervisor("doomed")
+        inside = await doomed.spawn(Worker)
+        outside = await system.spawn(Worker)
+
+        await doomed.stop()
+        await wait_all_tasks_blocked()
+
+        assert inside.stopped
+        assert system.root.children == [outside]
+        assert await outside.ask(Add(1)) == 1
+
+
+# The restart-intensity rule on its own
+
+
+# Quarter seconds are exact in binary, so restarts often fall right on a window's edge.
+quarters = st.integers(min_value=0, max_value=400).map(lambda q: q / 4)
+seconds = st.floats(min_value=0, max_value=100, allow_nan=False, allow_infinity=False)
+
+
+@given(
+    max_restarts=st.integers(min_value=0, max_value=5),
+    window=st.integers(min_value=1, max_value=40).map(lambda q: q / 4)
+    | st.floats(min_value=0.1, max_value=20, allow_nan=False, allow_infinity=False),
+    times=st.lists(quarters | seconds, max_size=40).map(sorted),
+)
+def test_a_restart_book_refuses_exactly_when_more_than_max_restarts_fall_within_the_window(
+    max_restarts: int, window: float, times: list[float]
+) -> None:
+    book = RestartBook(RestartIntensity(max_restarts=max_restarts, window=window))
+    for i, now in enumerate(times):
+        in_window = sum(1 for t in times[: i + 1] if now - window < t <= now)
+
+        assert book.allow(now) is (in_window <= max_restarts)
+
+
+def test_a_reset_restart_book_forgets_earlier_restarts() -> None:
+    book = RestartBook(RestartIntensity(max_restarts=1, window=10))
+    assert book.allow(0.0)
+    assert not book.allow(1.0)
+
+    book.reset()
+
+    assert book.allow(2.0)
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"max_restarts": -1}, "max_restarts must be a whole number >= 0"),
+        ({"max_restarts": 1.5}, "max_restarts must be a whole number >= 0"),
+        ({"window": 0}, "window must be a number > 0"),
+        ({"window": -5.0}, "window must be a number > 0"),
+    ],
+)
+def test_a_restart_intensity_that_cannot_work_is_refused(
+    kwargs: dict[str, Any], message: str
+) -> None:
+    with pytest.raises(ValueError, match=message):
+        RestartIntensity(**kwargs)
+
+
+# Monitors
+
+
+class Watcher(Actor[Any]):
+    """Records every `ChildExited` it hears, even while its mailbox is full."""
+
+    mailbox_capacity = 1
+
+    def __init__(self, heard: list[ChildExited], gate: trio.Event | None = None) -> None:
+        self.heard = heard
+        self.gate = gate
+
+    async def handle(self, message: Any) -> None:
+        if isinstance(message, ChildExited):
+            self.heard.append(message)
+        elif self.gate is not None:
+            await self.gate.wait()
+
+
+async def test_a_monitor_hears_when_a_child_crashes_for_good() -> None:
+    heard: list[ChildExited] = []
+    async with open_actor_system() as system:
+        watcher = await system.spawn(partial(Watcher, heard))
+        child = await system.spawn(Worker, restart=RestartType.TEMPORARY, monitor=watcher)
+
+        await crash(child)
+
+        assert [notice.ref for notice in heard] == [child]
+        assert isinstance(heard[0].error, RuntimeError)
+
+
+async def test_a_monitor_hears_of_an_orderly_stop_without_an_error() -> None:
+    heard: list[ChildExited] = []
+    async with open_actor_system() as system:
+        watcher = await system.spawn(partial(Watcher, heard))
+        child = await system.spawn(Worker, monitor=watcher)
+
+        await child.stop()
+        await wait_all_tasks_blocked()
+
+        assert heard == [ChildExited(child, None)]
+
+
+async def test_a_monitor_does_not_hear_of_a_child_that_was_restarted() -> None:
+    heard: list[ChildExited] = []
+    async with open_actor_system() as system:
+        watcher = await system.spawn(partial(Watcher, heard))
+        child = await system.spawn(Worker, restart=RestartType.PERMANENT, monitor=watcher)
+
+        await crash(child)
+
+        assert heard == []
+        assert child.statistics().restarts == 1
+
+
+async def test_a_child_exited_notice_is_queued_even_when_the_monitor_mailbox_is_full() -> None:
+    heard: list[ChildExited] = []
+    gate = trio.Event()
+    async with open_actor_system() as system:
+        watcher = await system.spawn(partial(Watcher, heard, gate))
+        watcher.send_nowait("busy")
+        await wait_all_tasks_blocked()
+        watcher.send_nowait("queued")  # the watcher's mailbox (capacity 1) is full
+        child = await system.spawn(Worker, restart=RestartType.TEMPORARY, monitor=watcher)
+
+        await crash(child)
+        assert watcher.statistics().mailbox_depth == 2
+
+        gate.set()
+        await wait_all_tasks_blocked()
+        assert [notice.ref for notice in heard] == [child]
+        assert system.statistics().dead_letters == 0
+
+
+async def test_a_notice_to_a_monitor_that_has_stopped_counts_as_a_dead_letter() -> None:
+    heard: list[ChildExited] = []
+    async with open_actor_system() as system:
+        watcher = await system.spawn(partial(Watcher, heard))
+        child = await system.spawn(Worker, restart=RestartType.TEMPORARY, monitor=watcher)
+        await watcher.stop()
+
+        await crash(child)
+
+        assert heard == []
+        assert system.statistics().dead_letters == 1

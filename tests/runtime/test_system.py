@@ -1,0 +1,161 @@
+"""open_actor_system: the root supervisor, and the promise that nothing outlives it."""
+
+from __future__ import annotations
+
+from functools import partial
+from typing import Any
+
+import pytest
+import trio
+from trio.testing import wait_all_tasks_blocked
+
+from runtime import Actor, ActorStopped, open_actor_system
+
+
+def count_tasks() -> int:
+    def walk(task: trio.lowlevel.Task) -> int:
+        return 1 + sum(
+            walk(child) for nursery in task.child_nurseries for child in nursery.child_tasks
+        )
+
+    return walk(trio.lowlevel.current_root_task())
+
+
+class Busy(Actor[str]):
+    """Keeps a task of its own running for as long as it lives."""
+
+    async def on_start(self) -> None:
+        self.start_task(trio.sleep_forever)
+
+    async def handle(self, message: str) -> str:
+        return message
+
+
+class Sleepy(Actor[str]):
+    hibernate = True
+
+    async def handle(self, message: str) -> str:
+        return message
+
+
+class Stubborn(Actor[str]):
+    """Never finishes its `on_stop`: only the grace period ends it."""
+
+    async def handle(self, message: str) -> str:
+        return message
+
+    async def on_stop(self) -> None:
+        await trio.sleep_forever()
+
+
+async def test_leaving_the_actor_system_stops_every_actor_and_leaves_no_task_behind(
+    autojump_clock: object,
+) -> None:
+    await wait_all_tasks_blocked()
+    tasks_before = count_tasks()
+
+    async with open_actor_system() as system:
+        busy = await system.spawn(Busy)
+        sleepy = await system.spawn(Sleepy)
+        stubborn = await system.spawn(Stubborn, grace=1)
+        nested = await system.start_supervisor("nested")
+        deep = await nested.spawn(Busy)
+        for ref in (busy, sleepy, stubborn, deep):
+            assert await ref.ask("hello") == "hello"
+        await wait_all_tasks_blocked()
+        assert count_tasks() > tasks_before
+        refs = [busy, sleepy, stubborn, deep]
+
+    assert count_tasks() == tasks_before
+    assert all(ref.stopped for ref in refs)
+    assert {ref.statistics().state for ref in refs} == {"stopped"}
+    with pytest.raises(ActorStopped):
+        await busy.ask("anyone there?")
+
+
+async def test_an_error_in_the_block_still_stops_every_actor() -> None:
+    log: list[str] = []
+    tasks_before = count_tasks()
+
+    with pytest.RaisesGroup(KeyError):
+        async with open_actor_system() as system:
+            ref = await system.spawn(partial(Noted, "noted", log))
+            raise KeyError("the host app failed")
+
+    assert ref.stopped
+    assert log == ["noted"]
+    assert count_tasks() == tasks_before
+
+
+class Noted(Actor[str]):
+    def __init__(self, label: str, log: list[str]) -> None:
+        self.label = label
+        self.log = log
+
+    async def on_stop(self) -> None:
+        self.log.append(self.label)
+
+
+class DormantNoted(Noted):
+    hibernate = True
+
+
+async def test_a_cancelled_block_still_stops_every_actor_in_order(autojump_clock: object) -> None:
+    log: list[str] = []
+    tasks_before = count_tasks()
+
+    with trio.move_on_after(1) as scope:
+        async with open_actor_system() as system:
+            a = await system.spawn(partial(Noted, "a", log))
+            nested = await system.start_supervisor("nested")
+            b = await nested.spawn(partial(DormantNoted, "b", log))
+            c = await system.spawn(partial(Noted, "c", log))
+            await trio.sleep_forever()
+
+    assert scope.cancelled_caught
+    assert log == ["c", "b", "a"]
+    assert all(ref.stopped for ref in (a, b, c))
+    assert count_tasks() == tasks_before
+
+
+async def test_actors_can_be_named_and_are_otherwise_numbered_by_kind() -> None:
+    class Greeter(Actor[str]):
+        kind = "greeter"
+
+        async def handle(self, message: str) -> Any:
+            return f"hello {message}"
+
+    async with open_actor_system() as system:
+        named = await system.spawn(Greeter, name="front-desk")
+        numbered = await system.spawn(Greeter)
+
+        assert named.name == "front-desk"
+        assert numbered.name.startswith("greeter-")
+        assert numbered.statistics().kind == "greeter"
+        assert await named.ask("ada") == "hello ada"
+        assert system.statistics().kinds["greeter"].actors == 2
+
+
+async def test_system_statistics_add_up_dead_letters_across_kinds() -> None:
+    class First(Actor[str]):
+        pass
+
+    class Second(Actor[str]):
+        pass
+
+    async with open_actor_system() as system:
+        first = await system.spawn(First)
+        second = await system.spawn(Second)
+        await first.stop()
+        await second.stop()
+
+        for _ in range(2):
+            with pytest.raises(ActorStopped):
+                first.send_nowait("lost")
+        with pytest.raises(ActorStopped):
+            await second.send("lost")
+
+        stats = system.statistics()
+        assert stats.kinds["First"].dead_letters == 2
+        assert stats.kinds["Second"].dead_letters == 1
+        assert stats.dead_letters == 3
