@@ -69,17 +69,19 @@ class Core:
         self.agents.get(agent)
         if self.closing:
             raise CoreClosed("the core is shutting down")
-        try:
+        for attempt in (1, 2):
             try:
                 async with self.factory.user_execution_scope(ctx) as engine:
                     await engine.submit(ctx, agent, input)
+                break
             except ActorStopped:
                 # The engine stopped (it crashed, or was cleaned up) before it
                 # took the run; the factory has a fresh one for the user.
-                async with self.factory.user_execution_scope(ctx) as engine:
-                    await engine.submit(ctx, agent, input)
-        except EngineLimitReached as error:
-            await self._reject(ctx, agent, str(error))
+                if attempt == 2:
+                    raise CoreClosed("the user's engine keeps stopping") from None
+            except EngineLimitReached as error:
+                await self._reject(ctx, agent, str(error))
+                break
         return ctx.run_id
 
     async def _reject(self, ctx: UserContext, agent: str, detail: str) -> None:

@@ -33,7 +33,8 @@ class CoreCollector(Collector):
         self._ns = namespace
 
     def describe(self) -> list[Metric]:
-        return []
+        """The families, so a registry refuses a second collector of the same names."""
+        return list(self.collect())
 
     def collect(self) -> Iterator[Metric]:
         ns, core = self._ns, self._core

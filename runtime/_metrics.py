@@ -24,7 +24,8 @@ class ActorCollector(Collector):
         self._ns = namespace
 
     def describe(self) -> list[Metric]:
-        return []
+        """The families, so a registry refuses a second collector of the same names."""
+        return list(self.collect())
 
     def collect(self) -> Iterator[Metric]:
         ns = self._ns

@@ -142,3 +142,11 @@ async def test_counters_are_not_counted_twice_after_a_supervisor_restart() -> No
         assert sample(registry, "actors", "Counter") == 2
         assert sample(registry, "actor_messages_total", "Counter") == 4
         assert sample(registry, "actor_restarts_total", "Counter") == 1
+
+
+async def test_two_live_systems_cannot_share_one_registry() -> None:
+    registry = CollectorRegistry()
+    async with open_actor_system(registry=registry):
+        with pytest.raises(ValueError, match="Duplicated timeseries"):
+            async with open_actor_system(registry=registry):
+                pass
