@@ -38,6 +38,32 @@ def _secret(dev: bool, *, for_serving: bool) -> str | None:
     return None
 
 
+_CORE = CoreConfig()
+#: serve's limits: flag, type, default, meaning.
+_LIMIT_FLAGS: tuple[tuple[str, type, object, str], ...] = (
+    ("--max-engines", int, _CORE.max_engines, "engines alive at once"),
+    ("--max-runs-per-user", int, _CORE.max_runs_per_user, "concurrent runs per user"),
+    ("--max-queued-runs-per-user", int, _CORE.max_queued_runs_per_user, "runs waiting per user"),
+    ("--run-timeout", float, _CORE.run_timeout, "seconds a run may take"),
+    ("--idle-timeout", float, _CORE.idle_timeout, "seconds before an idle engine is reaped"),
+    ("--replay-window", int, _CORE.replay_window, "events kept per user for resume"),
+    (
+        "--subscriber-queue",
+        int,
+        _CORE.subscriber_queue,
+        "events buffered per connection before it is closed 1013",
+    ),
+    ("--max-message-bytes", int, 1 << 20, "largest accepted frame; larger closes 1009"),
+    (
+        "--write-timeout",
+        float,
+        30.0,
+        "seconds a socket write may stall before the connection is aborted",
+    ),
+    ("--shutdown-timeout", float, 10.0, "seconds to end runs and close sockets on shutdown"),
+)
+
+
 def _build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="greenroom",
@@ -64,74 +90,16 @@ def _build_parser() -> argparse.ArgumentParser:
     serve.add_argument(
         "--dev", action="store_true", help=f"use the development secret when ${SECRET_ENV} is unset"
     )
-    defaults = CoreConfig()
-    serve.add_argument(
-        "--max-engines",
-        type=int,
-        default=defaults.max_engines,
-        help="engines alive at once (default %(default)s)",
-    )
-    serve.add_argument(
-        "--max-runs-per-user",
-        type=int,
-        default=defaults.max_runs_per_user,
-        help="concurrent runs per user (default %(default)s)",
-    )
-    serve.add_argument(
-        "--max-queued-runs-per-user",
-        type=int,
-        default=defaults.max_queued_runs_per_user,
-        help="runs waiting per user (default %(default)s)",
-    )
-    serve.add_argument(
-        "--run-timeout",
-        type=float,
-        default=defaults.run_timeout,
-        help="seconds a run may take (default %(default)s)",
-    )
-    serve.add_argument(
-        "--idle-timeout",
-        type=float,
-        default=defaults.idle_timeout,
-        help="seconds before an idle engine is reaped (default %(default)s)",
-    )
-    serve.add_argument(
-        "--replay-window",
-        type=int,
-        default=defaults.replay_window,
-        help="events kept per user for resume (default %(default)s)",
-    )
-    serve.add_argument(
-        "--subscriber-queue",
-        type=int,
-        default=defaults.subscriber_queue,
-        help="events buffered per connection before it is closed 1013 (default %(default)s)",
-    )
-    serve.add_argument(
-        "--max-message-bytes",
-        type=int,
-        default=1 << 20,
-        help="largest accepted frame; larger closes 1009 (default %(default)s)",
-    )
-    serve.add_argument(
-        "--write-timeout",
-        type=float,
-        default=30.0,
-        help="seconds a socket write may stall before the connection is aborted "
-        "(default %(default)s)",
-    )
+    for flag, kind, default, meaning in _LIMIT_FLAGS:
+        serve.add_argument(
+            flag, type=kind, default=default, help=f"{meaning} (default %(default)s)"
+        )
     serve.add_argument(
         "--allow-origin",
         action="append",
         default=[],
         metavar="ORIGIN",
         help="browser Origin allowed on /ws (repeatable; '*' for any)",
-    )
-    serve.add_argument(
-        "--shutdown-timeout",
-        type=float,
-        default=10.0,
-        help="seconds to end runs and close sockets on shutdown (default %(default)s)",
     )
     serve.add_argument(
         "--log-level",
