@@ -183,16 +183,6 @@ def _client_secret() -> str:
 
 
 def _serve(args: argparse.Namespace) -> int:
-    secret = _secret(args.dev, for_serving=True)
-    if secret is None:
-        print(
-            f"greenroom: refusing to serve without a signing secret.\n"
-            f"  Set {SECRET_ENV}, e.g.\n"
-            f"    export {SECRET_ENV}=$(openssl rand -hex 32)\n"
-            "  or pass --dev to use the public development secret on your own machine.",
-            file=sys.stderr,
-        )
-        return 2
     logging.basicConfig(
         level=args.log_level, format="%(asctime)s %(levelname)s %(name)s %(message)s"
     )
@@ -215,6 +205,16 @@ def _serve(args: argparse.Namespace) -> int:
         write_timeout=args.write_timeout,
         shutdown_timeout=args.shutdown_timeout,
     )
+    secret = _secret(args.dev, for_serving=True)
+    if secret is None:
+        print(
+            f"greenroom: refusing to serve without a signing secret.\n"
+            f"  Set {SECRET_ENV}, e.g.\n"
+            f"    export {SECRET_ENV}=$(openssl rand -hex 32)\n"
+            "  or pass --dev to use the public development secret on your own machine.",
+            file=sys.stderr,
+        )
+        return 2
     return trio.run(serve, options, TokenSigner(secret), (signal.SIGINT, signal.SIGTERM))
 
 
