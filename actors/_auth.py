@@ -6,6 +6,7 @@ import base64
 import hashlib
 import hmac
 import json
+import math
 import time
 
 import attrs
@@ -50,7 +51,8 @@ class TokenSigner:
         check_id("user_id", user_id)
         if isinstance(ttl, bool) or not isinstance(ttl, int | float) or not ttl > 0:
             raise InvalidRequest(f"ttl must be a number of seconds > 0, got {ttl!r}")
-        expires = int((time.time() if now is None else now) + ttl)
+        # Rounded up: a token is never expired before `ttl` has passed.
+        expires = math.ceil((time.time() if now is None else now) + ttl)
         payload = _b64(json.dumps({"sub": user_id, "exp": expires}, separators=(",", ":")).encode())
         return f"{_VERSION}.{payload}.{self._sign(payload)}"
 

@@ -1,0 +1,233 @@
+"""The `greenroom` command: serve (and SIGTERM), token, chat, --help.
+
+`serve` and `chat` run as real subprocesses (`python -m actors.cli`); the
+argument parsing is also exercised in-process, which is quicker.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import subprocess
+import sys
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+import trio
+
+from actors import RunningServer, ServeOptions, TokenSigner, open_server
+from actors._auth import DEV_SECRET
+from actors.cli import SECRET_ENV, main
+
+from .kit import PATIENCE, connect, ping, read_until_closed, receive, run
+
+ROOT = Path(__file__).resolve().parents[2]
+GREENROOM = [sys.executable, "-m", "actors.cli"]
+SERVING = re.compile(r"greenroom serving on http://(?P<host>[\d.]+):(?P<port>\d+)")
+
+
+@pytest.fixture
+def env() -> dict[str, str]:
+    """The environment of a subprocess, without a signing secret."""
+    env = {key: value for key, value in os.environ.items() if key != SECRET_ENV}
+    env["PYTHONUNBUFFERED"] = "1"
+    return env
+
+
+@pytest.fixture
+async def dev_server() -> AsyncIterator[RunningServer]:
+    """A server that verifies with the development secret, as `chat` mints."""
+    async with open_server(ServeOptions(host="127.0.0.1", port=0), TokenSigner(DEV_SECRET)) as s:
+        yield s
+
+
+async def _first_line(stream: trio.abc.ReceiveStream) -> str:
+    data = b""
+    with trio.fail_after(PATIENCE * 3):
+        while b"\n" not in data:
+            chunk = await stream.receive_some(4096)
+            assert chunk, f"the server exited before printing its address: {data!r}"
+            data += chunk
+    return data.split(b"\n", 1)[0].decode()
+
+
+async def test_sigterm_ends_live_runs_with_shutdown_closes_1001_and_exits_0(
+    env: dict[str, str], tmp_path: Path
+) -> None:
+    log = (tmp_path / "serve.log").open("wb")
+    process = await trio.lowlevel.open_process(
+        [*GREENROOM, "serve", "--dev", "--port", "0"],
+        stdout=subprocess.PIPE,
+        stderr=log,
+        env=env,
+        cwd=ROOT,
+    )
+    try:
+        assert process.stdout is not None
+        line = await _first_line(process.stdout)
+        found = SERVING.search(line)
+        assert found, line
+        url = f"ws://{found['host']}:{found['port']}/ws"
+
+        async with connect(url, TokenSigner(DEV_SECRET).mint("alice")) as ws:
+            await run(ws, "sleep", {"seconds": 60, "steps": 60}, run_id="long")
+            assert (await receive(ws))["type"] == "agent_started"
+
+            process.send_signal(signal.SIGTERM)
+            messages, code = await read_until_closed(ws)
+
+        with trio.fail_after(PATIENCE):
+            status = await process.wait()
+    finally:
+        if process.returncode is None:
+            process.kill()
+            await process.wait()
+        log.close()
+
+    assert [m["type"] for m in messages] == ["agent_error"]
+    assert messages[0]["run_id"] == "long"
+    assert messages[0]["data"]["reason"] == "shutdown"
+    assert code == 1001
+    assert status == 0, (tmp_path / "serve.log").read_text()
+    assert "DEVELOPMENT MODE" in (tmp_path / "serve.log").read_text()
+
+
+async def test_serve_without_a_secret_or_dev_refuses_to_start(env: dict[str, str]) -> None:
+    result = await trio.run_process(
+        [*GREENROOM, "serve", "--port", "0"],
+        env=env,
+        cwd=ROOT,
+        capture_stdout=True,
+        capture_stderr=True,
+        check=False,
+    )
+
+    assert result.returncode != 0
+    stderr = result.stderr.decode()
+    assert SECRET_ENV in stderr
+    assert "--dev" in stderr
+    assert b"serving" not in result.stdout
+
+
+async def test_token_prints_a_token_the_dev_secret_verifies(env: dict[str, str]) -> None:
+    result = await trio.run_process(
+        [*GREENROOM, "token", "alice"], env=env, cwd=ROOT, capture_stdout=True, capture_stderr=True
+    )
+
+    token = result.stdout.decode().strip()
+    assert TokenSigner(DEV_SECRET).verify(token) == "alice"
+    assert "development secret" in result.stderr.decode()
+
+
+def test_token_uses_the_secret_from_the_environment(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    secret = "a-real-secret-from-the-environment"
+    monkeypatch.setenv(SECRET_ENV, secret)
+
+    assert main(["token", "bob", "--ttl", "60"]) == 0
+
+    token = capsys.readouterr().out.strip()
+    assert TokenSigner(secret).verify(token) == "bob"
+    with pytest.raises(ValueError, match="forged"):
+        TokenSigner(DEV_SECRET).verify(token)
+
+
+def test_serve_in_process_refuses_without_a_secret_naming_both_ways_out(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.delenv(SECRET_ENV, raising=False)
+
+    assert main(["serve", "--port", "0"]) != 0
+
+    stderr = capsys.readouterr().err
+    assert SECRET_ENV in stderr and "--dev" in stderr
+
+
+@pytest.mark.parametrize(
+    ("argv", "mentions"),
+    [
+        ([], ["serve", "token", "chat"]),
+        (["serve"], ["--host", "--port", "--dev", SECRET_ENV]),
+        (["token"], ["user", "--ttl"]),
+        (["chat"], ["user", "--agent", "--url"]),
+    ],
+)
+def test_help_describes_each_command(
+    argv: list[str], mentions: list[str], capsys: pytest.CaptureFixture[str]
+) -> None:
+    with pytest.raises(SystemExit) as exited:
+        main([*argv, "--help"])
+
+    assert exited.value.code == 0
+    out = capsys.readouterr().out
+    assert out.startswith("usage: greenroom")
+    for word in mentions:
+        assert word in out
+
+
+async def test_the_installed_greenroom_script_runs(env: dict[str, str]) -> None:
+    script = Path(sys.executable).parent / "greenroom"
+
+    result = await trio.run_process([str(script), "--help"], env=env, capture_stdout=True)
+
+    assert b"serve" in result.stdout and b"token" in result.stdout and b"chat" in result.stdout
+
+
+async def test_chat_runs_an_agent_once_and_prints_its_events_readably(
+    dev_server: RunningServer, env: dict[str, str]
+) -> None:
+    result = await trio.run_process(
+        [*GREENROOM, "chat", "alice", "--url", dev_server.url, "--agent", "calc", "2+3*4"],
+        env=env,
+        cwd=ROOT,
+        capture_stdout=True,
+        capture_stderr=True,
+        check=False,
+    )
+
+    assert result.returncode == 0, result.stderr.decode()
+    lines = result.stdout.decode().splitlines()
+    assert len(lines) == 5, lines
+    assert lines[0].startswith("[1]") and "calc started" in lines[0] and "2+3*4" in lines[0]
+    assert lines[1].startswith("[2]") and "evaluating 2+3*4" in lines[1]
+    assert lines[2].startswith("[3]") and "calculate" in lines[2]
+    assert lines[3].startswith("[4]") and "→ 14" in lines[3]
+    assert lines[4].startswith("[5]") and "completed → 14" in lines[4]
+    assert dev_server.core.last_seq("alice") == 5
+
+
+async def test_chat_with_a_token_the_server_refuses_says_so_and_exits_1(
+    server: RunningServer, env: dict[str, str]
+) -> None:
+    result = await trio.run_process(
+        [*GREENROOM, "chat", "alice", "--url", server.url, "hello"],
+        env=env,
+        cwd=ROOT,
+        capture_stdout=True,
+        capture_stderr=True,
+        check=False,
+    )
+
+    assert result.returncode == 1
+    assert "4401" in result.stderr.decode()
+    assert server.core.last_seq("alice") == 0
+
+
+async def test_a_chat_user_sees_only_their_own_events(
+    dev_server: RunningServer, env: dict[str, str]
+) -> None:
+    async with connect(dev_server.url, TokenSigner(DEV_SECRET).mint("bob")) as bob:
+        result = await trio.run_process(
+            [*GREENROOM, "chat", "alice", "--url", dev_server.url, "hi"],
+            env=env,
+            cwd=ROOT,
+            capture_stdout=True,
+        )
+        # Bob's next message is the pong: none of alice's events reached him.
+        await ping(bob)
+
+    assert b"completed" in result.stdout
+    assert dev_server.core.last_seq("bob") == 0

@@ -1,0 +1,138 @@
+"""A client that really stops reading: it falls behind and is closed 1013
+(then resumes without loss), or, if its socket writes stall past
+`write_timeout`, its connection is aborted. Other users never wait for it.
+
+"Really stops reading": trio-websocket reads the socket in a background
+task into a queue; with `message_queue_size=1` that task stops reading
+once one message is waiting, so the server's writes fill the kernel's
+socket buffers and then block. Events are large (two 50 KB events per echo
+run), submitted one run every 10 ms: a few hundred KB fill the socket, after
+which the server's writer is stuck in Hypercorn's shielded write.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+
+import pytest
+import trio
+from trio_websocket import ConnectionClosed, WebSocketConnection
+
+from actors import CoreConfig, RunningServer
+
+from .kit import (
+    PATIENCE,
+    ServerHandle,
+    assert_stream,
+    connect,
+    ping,
+    read_until_closed_why,
+    read_until_ended,
+    run,
+    send,
+    types_of,
+    wait_until,
+)
+
+BIG = "x" * 50_000
+#: Submitting this many big runs overfills any loopback socket buffers.
+MAX_RUNS = 400
+
+
+async def _flood_until(
+    ws: WebSocketConnection, done: Callable[[], bool], *, pace: float = 0.01
+) -> int:
+    """Submit big echo runs on `ws`, one every `pace` seconds, until `done()`
+    (or the connection is gone); return how many were submitted."""
+    with trio.fail_after(MAX_RUNS * pace * 3 + PATIENCE):
+        for submitted in range(MAX_RUNS):
+            if done():
+                return submitted
+            try:
+                await run(ws, "echo", BIG, run_id=f"big-{submitted}")
+            except ConnectionClosed:
+                return submitted
+            await trio.sleep(pace)
+    raise AssertionError(f"{MAX_RUNS} runs were submitted and the server never fell behind")
+
+
+async def _fast_user_runs(server: RunningServer, token: str) -> list[dict[str, object]]:
+    async with connect(server.url, token) as ws:
+        await run(ws, "sleep", {"seconds": 0.1, "steps": 4})
+        await run(ws, "calc", {"expression": "2+3*4"})
+        events = await read_until_ended(ws, runs=2, patience=3.0)
+        await ping(ws)
+    return events
+
+
+async def test_a_consumer_that_stops_reading_is_closed_1013_and_resumes_without_loss(
+    start_server: Callable[..., Awaitable[ServerHandle]], mint: Callable[[str], str]
+) -> None:
+    server = (await start_server(core=CoreConfig(subscriber_queue=8))).server
+    books = server.core.stream_books
+
+    async with connect(server.url, mint("slow"), message_queue_size=1) as slow:
+        await ping(slow)
+        runs = await _flood_until(slow, lambda: books.dropped_by_reason["subscriber_overflow"] > 0)
+
+        # The slow user's writer is stuck on a full socket: the fast user's
+        # runs go through with normal latency all the same.
+        with trio.fail_after(PATIENCE):
+            fast = await _fast_user_runs(server, mint("fast"))
+
+        # Reading again: what was written and queued before the overflow,
+        # then the close that tells the client to resume, and from where.
+        received, code, why = await read_until_closed_why(slow)
+
+    assert code == 1013
+    assert f"resume after seq {received[-1]['seq']}" in why
+    assert_stream(fast, "fast")
+    assert types_of(fast).count("agent_completed") == 2
+    assert 0 < len(received) < 2 * runs
+    assert_stream(received, "slow")
+    last = received[-1]["seq"]
+
+    async with connect(server.url, mint("slow")) as slow:
+        await send(slow, {"type": "resume", "after": last})
+        ended = types_of(received).count("agent_completed")
+        rest = await read_until_ended(slow, runs=runs - ended)
+        await ping(slow)
+
+    events = assert_stream(received + rest, "slow")
+    assert len(events) == 2 * runs == server.core.last_seq("slow")
+    assert {e["run_id"] for e in events} == {f"big-{n}" for n in range(runs)}
+    assert types_of(events).count("agent_completed") == runs
+
+
+async def test_a_connection_whose_writes_stall_past_write_timeout_is_aborted(
+    start_server: Callable[..., Awaitable[ServerHandle]], mint: Callable[[str], str]
+) -> None:
+    server = (await start_server(write_timeout=0.5)).server
+
+    def users_connected() -> set[str]:
+        return {connection.user_id for connection in server.service.connections}
+
+    async with (
+        connect(server.url, mint("fast")) as fast,
+        connect(server.url, mint("slow"), message_queue_size=1) as slow,
+    ):
+        await ping(fast)
+        await ping(slow)
+        assert users_connected() == {"fast", "slow"}
+
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(_flood_until, slow, lambda: "slow" not in users_connected())
+            # While the slow socket is stuck and then aborted, fast is served.
+            for _ in range(3):
+                await run(fast, "sleep", {"seconds": 0.1, "steps": 2})
+                assert types_of(await read_until_ended(fast))[-1] == "agent_completed"
+
+        assert users_connected() == {"fast"}
+        await wait_until(lambda: server.http.open_streams == 1)
+        await run(fast, "calc", {"expression": "2+3*4"})
+        assert (await read_until_ended(fast))[-1]["data"]["output"] == 14
+
+        # The aborted client finds its connection gone (no close frame: 1006).
+        with trio.fail_after(PATIENCE), pytest.raises(ConnectionClosed):
+            while True:
+                await slow.get_message()
