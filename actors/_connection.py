@@ -69,6 +69,9 @@ class Connection:
     core: Core
     websocket: WebSocket
     user_id: str
+    #: The stream starts after this seq: the last one numbered when the
+    #: client connected, or the `?after=` it reconnected with.
+    start_after: int
     write_timeout: float
     #: Closes the TCP stream under a write stuck beyond any cancel scope.
     abort: Callable[[], None]
@@ -82,7 +85,7 @@ class Connection:
         try:
             async with trio.open_nursery() as nursery:
                 self._nursery = nursery
-                await self._start_writer(self.core.last_seq(self.user_id))
+                await self._start_writer(self.start_after)
                 nursery.start_soon(self._read)
                 nursery.start_soon(self._watch)
         except* CoreClosed:

@@ -74,12 +74,9 @@ async def open_server(options: ServeOptions, signer: TokenSigner) -> AsyncIterat
                 yield RunningServer(core, service, http)
             finally:
                 with trio.CancelScope(shield=True):
-                    service.accepting = False
                     http.stop_accepting()
                     with trio.move_on_after(options.shutdown_timeout):
-                        await core.shutdown()
-                        while service.connections:
-                            await trio.sleep(0.01)
+                        await service.shutdown()
                     http.stop()
 
 

@@ -11,6 +11,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 import attrs
+import trio
 from prometheus_client.exposition import choose_encoder
 from starlette.applications import Starlette
 from starlette.requests import Request
@@ -26,6 +27,7 @@ from ._connection import (
     Connection,
 )
 from ._errors import InvalidRequest
+from ._protocol import ProtocolError
 
 if TYPE_CHECKING:
     from ._core import Core
@@ -58,6 +60,21 @@ class ServiceSettings:
     write_timeout: float = attrs.field(default=30.0, validator=_positive)
 
 
+def _resume_point(text: str, last: int) -> int:
+    """`?after=SEQ` on the URL: where a reconnecting client's stream resumes."""
+    try:
+        after = int(text)
+    except ValueError:
+        after = -1
+    if not 0 <= after <= last:
+        raise ProtocolError(
+            "invalid_resume",
+            f"'after' must be a whole number from 0 to {last}, the last seq numbered for you; "
+            f"got {text!r}: streaming live events only",
+        )
+    return after
+
+
 def _no_abort() -> None:
     """Embedded in a host server there is no stream to abort: the connection
     is only cancelled."""
@@ -86,6 +103,21 @@ class GreenroomService:
         )
         self.app.state.greenroom = self
 
+    async def shutdown(self) -> None:
+        """Refuse new connections, end live runs with `agent_error`
+        "shutdown", deliver those events and close every socket with 1001.
+
+        A host app serving this app should await it before its server stops
+        (for Hypercorn, in its `shutdown_trigger`): the server's own shutdown
+        would drop the sockets without a close frame. Bound it with a cancel
+        scope; what is left open when cancelled is the server's to drop.
+        """
+        self.accepting = False
+        if self.core is not None:
+            await self.core.shutdown()
+        while self.connections:
+            await trio.sleep(0.01)
+
     def _origin_allowed(self, origin: str | None) -> bool:
         allowed = self.settings.allowed_origins
         return origin is None or "*" in allowed or origin.rstrip("/") in allowed
@@ -110,11 +142,18 @@ class GreenroomService:
         if core is None or core.closing or not self.accepting:
             await websocket.close(CLOSE_GOING_AWAY, "the server is shutting down")
             return
+        after = core.last_seq(user_id)
+        if "after" in websocket.query_params:
+            try:
+                after = _resume_point(websocket.query_params["after"], after)
+            except ProtocolError as error:
+                await websocket.send_text(error.to_json())
         client = websocket.scope.get("client")
         connection = Connection(
             core=core,
             websocket=websocket,
             user_id=user_id,
+            start_after=after,
             write_timeout=self.settings.write_timeout,
             abort=self.aborter(tuple(client) if client else None),
         )

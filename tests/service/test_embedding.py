@@ -130,17 +130,10 @@ async def test_a_host_that_shuts_the_core_down_first_gets_shutdown_events_and_10
     shutdown trigger, so clients hear "shutdown" and 1001."""
     service = GreenroomService(signer)
 
-    async def close_greenroom() -> None:
-        assert service.core is not None
-        service.accepting = False
-        await service.core.shutdown()
-        while service.connections:
-            await trio.sleep(0.01)
-
     stop = trio.Event()
 
     async def host(*, task_status: trio.TaskStatus[tuple[str, int]]) -> None:
-        async with serve_host(host_app(service), close_greenroom) as address:
+        async with serve_host(host_app(service), service.shutdown) as address:
             task_status.started(address)
             await stop.wait()
 

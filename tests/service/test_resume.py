@@ -5,6 +5,8 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
 
+import trio
+
 from actors import CoreConfig, RunningServer
 
 from .kit import (
@@ -120,3 +122,32 @@ async def test_a_gap_never_covers_events_the_client_already_has(
     assert gap == {"type": "gap", "from": 2, "to": 2}
     assert held == first[2:]
     assert again == first[2:]
+
+
+async def test_reconnecting_with_after_in_the_url_loses_and_repeats_nothing(
+    server: RunningServer, mint: Callable[[str], str]
+) -> None:
+    # Events keep coming every 20 ms while alice is away and as she
+    # reconnects: the stream must pick up exactly after what she has seen.
+    async with connect(server.url, mint("alice")) as ws:
+        await run(ws, "sleep", {"seconds": 1.0, "steps": 50}, run_id="fast")
+        seen = [await receive(ws) for _ in range(5)]
+    await trio.sleep(0.1)
+    async with connect(f"{server.url}?after={seen[-1]['seq']}&token={mint('alice')}") as ws:
+        rest = await read_until_ended(ws)
+
+    events = assert_stream(seen + rest, "alice")
+    assert types_of(events) == ["agent_started"] + ["agent_thinking"] * 50 + ["agent_completed"]
+
+
+async def test_a_bad_after_in_the_url_is_an_error_and_the_stream_goes_live(
+    server: RunningServer, mint: Callable[[str], str]
+) -> None:
+    async with connect(f"{server.url}?after=7&token={mint('alice')}") as ws:
+        error = await receive(ws)
+        await run(ws, "echo", "still here")
+        events = assert_stream(await read_until_ended(ws), "alice")
+
+    assert error["type"] == "error" and error["code"] == "invalid_resume"
+    assert "from 0 to 0" in error["detail"]
+    assert events[-1]["data"]["output"] == "still here"
