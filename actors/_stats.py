@@ -52,17 +52,6 @@ class Histogram:
             out.append((bound, running))
         return out
 
-    def quantile(self, q: float) -> float:
-        """The upper bound of the bucket holding the q-quantile (0 if empty)."""
-        if not self.count:
-            return 0.0
-        target, running = q * self.count, 0
-        for bound, n in zip((*self.buckets, float("inf")), self.counts, strict=True):
-            running += n
-            if running >= target:
-                return bound
-        return float("inf")
-
 
 @attrs.define(eq=False, slots=True)
 class RunBooks:
