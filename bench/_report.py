@@ -22,12 +22,18 @@ from typing import Any
 
 
 def parser(
-    prog: str, description: str, *, default_repeat: int, quick_repeat: int
+    prog: str,
+    description: str,
+    *,
+    default_repeat: int,
+    quick_repeat: int,
+    repeat_help: str | None = None,
 ) -> argparse.ArgumentParser:
     """The common command line of `python -m bench.NAME`: `--quick`, `--json`, `--repeat N`.
 
     `prog` is the module's `__spec__.name` (say `bench.kernel`); `description`
-    its docstring.
+    its docstring. `repeat_help` replaces the help of `--repeat`, for a
+    benchmark whose repetitions mean something more particular.
 
     Read the repetition count with `repeat(args)`, which applies the default
     that fits `--quick` when `--repeat` was not given.
@@ -49,13 +55,15 @@ def parser(
     )
     cli.add_argument(
         "--repeat",
-        type=_positive_int,
+        type=positive_int,
         default=None,
         metavar="N",
         help=(
             f"repetitions of every measurement; medians are reported "
             f"(default {default_repeat}, or {quick_repeat} with --quick)"
-        ),
+        )
+        if repeat_help is None
+        else repeat_help,
     )
     cli.set_defaults(default_repeat=default_repeat, quick_repeat=quick_repeat)
     return cli
@@ -68,7 +76,8 @@ def repeat(args: argparse.Namespace) -> int:
     return int(args.quick_repeat if args.quick else args.default_repeat)
 
 
-def _positive_int(text: str) -> int:
+def positive_int(text: str) -> int:
+    """An argparse `type`: a whole number >= 1."""
     try:
         value = int(text)
     except ValueError:
