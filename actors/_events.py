@@ -28,8 +28,13 @@ TERMINAL_TYPES: Final = frozenset({AGENT_COMPLETED, AGENT_ERROR})
 ERROR_REASONS: Final = ("exception", "timeout", "cancelled", "rejected", "shutdown")
 
 
+#: Built once: `json.dumps` given options builds a new encoder on every call,
+#: which cost more than the encoding of a small event itself.
+_ENCODER: Final = json.JSONEncoder(separators=(",", ":"), default=repr)
+
+
 def _dumps(value: dict[str, Any]) -> str:
-    return json.dumps(value, separators=(",", ":"), default=repr)
+    return _ENCODER.encode(value)
 
 
 @attrs.frozen(kw_only=True)
