@@ -73,7 +73,7 @@ from ._load_report import TARGETS, _clean, _median_of, _notes, _rounded, _rows, 
 from ._load_servers import _raise_open_files
 
 #: (users, runs per user): about a minute for both phases, and a smoke run.
-DEFAULT_SIZE = (500, 20)
+DEFAULT_SIZE = (500, 12)
 QUICK_SIZE = (50, 5)
 DEFAULT_SECONDS = 1.0
 DEFAULT_STEPS = 20
