@@ -342,6 +342,7 @@ class Phase:
                 rss_connected = self._rss()
 
                 server_cpu0, client_cpu0 = self._cpu(), _cpu_seconds(me)
+                server_system0 = self.server.cpu_times().system
                 machine0 = psutil.cpu_times()
                 self.began, self.began_wall = time.perf_counter(), time.time()
                 spy = _start_py_spy(self.profile, self.name, process.pid)
@@ -356,6 +357,7 @@ class Phase:
                     spy.send_signal(signal.SIGINT)
                     await _wait_exit(spy, 30.0)
                 server_cpu, client_cpu = self._cpu() - server_cpu0, _cpu_seconds(me) - client_cpu0
+                server_system = self.server.cpu_times().system - server_system0
                 machine = _busy_cores(machine0, psutil.cpu_times(), measured)
                 rss_after = self._rss()
                 rss_hwm = _rss_high_water(process.pid)
@@ -401,6 +403,7 @@ class Phase:
             server_cpu_s=server_cpu,
             server_cpu_share=server_cpu / measured if measured else math.nan,
             server_cpu_us_per_event=server_cpu / books.events * 1e6 if books.events else math.nan,
+            server_system_share=server_system / server_cpu if server_cpu else math.nan,
             client_cpu_s=client_cpu,
             client_cpu_share=client_cpu / measured if measured else math.nan,
             client_cpu_us_per_event=client_cpu / books.events * 1e6 if books.events else math.nan,

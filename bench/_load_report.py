@@ -167,6 +167,7 @@ def _rows(g: dict[str, Any], b: dict[str, Any] | None) -> list[list[Any]]:
         row("server CPU (% of a core)", "server_cpu_share", 100),
         row("server CPU per event (µs)", "server_cpu_us_per_event"),
         row("  = events/s at 100% of a core", "capacity_events_per_s"),
+        row("server CPU in the kernel (%)", "server_system_share", 100),
         row("client CPU (% of a core)", "client_cpu_share", 100),
         row("client CPU per event (µs)", "client_cpu_us_per_event"),
         row("machine busy (cores of 2)", "machine_busy_cores"),
