@@ -150,6 +150,17 @@ class Subscription:
         except trio.EndOfChannel:
             raise StopAsyncIteration from None
 
+    def take_ready(self, first: Event | Gap, limit: int) -> list[Event | Gap]:
+        """`first`, then whatever is ready without waiting, `limit` items in
+        all at most: what one socket write can carry."""
+        batch = [first]
+        try:
+            while len(batch) < limit:
+                batch.append(self.receive_nowait())
+        except (trio.WouldBlock, trio.EndOfChannel):
+            pass
+        return batch
+
     def receive_nowait(self) -> Event | Gap:
         """The next item without waiting; raises `trio.WouldBlock` if none is
         ready and `trio.EndOfChannel` once the subscription has ended."""

@@ -1,14 +1,17 @@
 """One client's WebSocket: a reader, a writer fed by the user's subscription,
-and a watchdog. No actor ever awaits this socket."""
+and a watchdog. No actor ever awaits this socket.
+
+The socket itself is a `Transport`: greenroom's own (`_wire.WireSocket`,
+what `greenroom serve` uses) or an ASGI WebSocket (`service`'s adapter, for
+host apps)."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any, Protocol
 
 import attrs
 import trio
-from starlette.websockets import WebSocket
 
 from ._errors import CoreClosed, DuplicateRun, InvalidRequest, UnknownAgent, UnknownRun
 from ._events import Event
@@ -43,6 +46,28 @@ _ERROR_CODES: list[tuple[type[Exception], str]] = [
 ]
 
 
+#: The most queued events one socket write takes.
+WRITE_BATCH = 256
+
+
+class Transport(Protocol):
+    """An accepted WebSocket, as a connection uses it."""
+
+    async def send_texts(self, texts: Sequence[str]) -> None:
+        """Send each text as one frame, in order. Raises
+        `trio.BrokenResourceError` or `trio.ClosedResourceError` if the
+        socket can no longer be written to."""
+
+    async def receive(self) -> str | bytes | None:
+        """The next whole message, or None once the peer has gone."""
+
+    async def close(self, code: int, reason: str = "") -> None:
+        """Send a close frame; nothing if one was sent or the peer is gone."""
+
+    def abort(self) -> None:
+        """Drop the connection at once, under any write in progress."""
+
+
 def error_code(error: Exception) -> str:
     for kind, code in _ERROR_CODES:
         if isinstance(error, kind):
@@ -67,14 +92,12 @@ class Connection:
     """
 
     core: Core
-    websocket: WebSocket
+    transport: Transport
     user_id: str
     #: The stream starts after this seq: the last one numbered when the
     #: client connected, or the `?after=` it reconnected with.
     start_after: int
     write_timeout: float
-    #: Closes the TCP stream under a write stuck beyond any cancel scope.
-    abort: Callable[[], None]
     _nursery: trio.Nursery | None = None
     _writer: _Writer | None = None
     _writing_since: float | None = None
@@ -90,15 +113,14 @@ class Connection:
                 nursery.start_soon(self._watch)
         except* CoreClosed:
             await self.close(CLOSE_GOING_AWAY, "the server is shutting down")
+        except* (trio.BrokenResourceError, trio.ClosedResourceError):
+            self._closed = True  # the peer is gone
 
     async def close(self, code: int, reason: str = "") -> None:
         """Send a close frame once, then end the connection's tasks."""
         if not self._closed:
             self._closed = True
-            try:
-                await self.websocket.close(code, reason)
-            except (RuntimeError, OSError):
-                pass  # already closed by the peer
+            await self.transport.close(code, reason)
         if self._nursery is not None:
             self._nursery.cancel_scope.cancel()
 
@@ -114,12 +136,14 @@ class Connection:
                 async with self.core.subscribe(self.user_id, after=after) as subscription:
                     task_status.started()
                     async for item in subscription:
+                        batch = subscription.take_ready(item, WRITE_BATCH)
                         self._writing_since = trio.current_time()
-                        await self.websocket.send_text(item.to_json())
+                        await self.transport.send_texts([each.to_json() for each in batch])
                         self._writing_since = None
-                        if type(item) is Event:
-                            self.last_seq_sent = item.seq
-                            self.core.record_delivery(item.ts)
+                        for each in batch:
+                            if type(each) is Event:
+                                self.last_seq_sent = each.seq
+                                self.core.record_delivery(each.ts)
                     if writer.scope.cancel_called:
                         return
                     match subscription.closed_reason:
@@ -135,20 +159,20 @@ class Connection:
 
     async def _read(self) -> None:
         while True:
-            message = await self.websocket.receive()
-            if message["type"] == "websocket.disconnect":
+            message = await self.transport.receive()
+            if message is None:
                 self._closed = True
                 assert self._nursery is not None
                 self._nursery.cancel_scope.cancel()
                 return
-            if message.get("text") is None:
+            if not isinstance(message, str):
                 await self.close(
                     CLOSE_UNSUPPORTED, "binary frames are not accepted; send JSON text"
                 )
                 return
-            reply = await self._answer(message["text"])
+            reply = await self._answer(message)
             if reply is not None and not self._closed:
-                await self.websocket.send_text(reply)
+                await self.transport.send_texts((reply,))
 
     async def _answer(self, text: str) -> str | None:
         try:
@@ -182,14 +206,15 @@ class Connection:
 
     async def _watch(self) -> None:
         """Abort a connection whose socket write has not completed in time
-        (a peer that stopped reading pins hypercorn's shielded write)."""
+        (a peer that stopped reading; an ASGI server may shield the write
+        from cancellation, so the transport is aborted under it)."""
         interval = max(self.write_timeout / 4, 0.01)
         while True:
             await trio.sleep(interval)
             since = self._writing_since
             if since is not None and trio.current_time() - since > self.write_timeout:
                 self._closed = True
-                self.abort()
+                self.transport.abort()
                 assert self._nursery is not None
                 self._nursery.cancel_scope.cancel()
                 return

@@ -14,7 +14,7 @@ import trio
 from ._auth import TokenSigner
 from ._config import CoreConfig
 from ._core import Core, open_core
-from ._server import HttpServer, hypercorn_config, open_listening_socket
+from ._wire import WireServer, open_listening_socket
 from .demo import DEMO_AGENTS
 from .service import GreenroomService, ServiceSettings
 
@@ -38,7 +38,7 @@ class RunningServer:
 
     core: Core
     service: GreenroomService
-    http: HttpServer
+    http: WireServer
 
     @property
     def address(self) -> tuple[str, int]:
@@ -65,9 +65,12 @@ async def open_server(options: ServeOptions, signer: TokenSigner) -> AsyncIterat
     sock = open_listening_socket(options.host, options.port)
     async with open_core(options.core, agents=DEMO_AGENTS) as core:
         service = GreenroomService(signer, settings, core)
-        config = hypercorn_config(max_message_bytes=options.max_message_bytes)
-        http = HttpServer(service.app, config, sock)
-        service.aborter = http.aborter
+        http = WireServer(
+            sock,
+            service.wire_http,
+            service.wire_websocket,
+            max_message_bytes=options.max_message_bytes,
+        )
         async with trio.open_nursery() as nursery:
             await nursery.start(http.run)
             try:
@@ -77,6 +80,7 @@ async def open_server(options: ServeOptions, signer: TokenSigner) -> AsyncIterat
                     http.stop_accepting()
                     with trio.move_on_after(options.shutdown_timeout):
                         await service.shutdown()
+                        await http.wait_closed()
                     http.stop()
 
 

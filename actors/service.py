@@ -1,13 +1,16 @@
 """greenroom over HTTP: `/ws` (WebSocket), `/metrics` and `/healthz`.
 
-`GreenroomService(...).app` is a Starlette app. Serve it with `serve_http`
-(what `greenroom serve` does), or mount it in a host Starlette/FastAPI app
-and set `service.core` from the host's lifespan.
+`GreenroomService` holds the routes' logic once, for two servers:
+greenroom's own (`_wire`, what `greenroom serve` runs, through `wire_http`
+and `wire_websocket`) and any ASGI server (`.app`, a Starlette app to mount
+in a host Starlette/FastAPI app, with `service.core` set from the host's
+lifespan).
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import json
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import TYPE_CHECKING
 
 import attrs
@@ -17,7 +20,7 @@ from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route, WebSocketRoute
-from starlette.websockets import WebSocket
+from starlette.websockets import WebSocket, WebSocketDisconnect
 
 from ._auth import InvalidToken, TokenSigner
 from ._connection import (
@@ -25,9 +28,11 @@ from ._connection import (
     CLOSE_GOING_AWAY,
     CLOSE_UNAUTHORIZED,
     Connection,
+    Transport,
 )
 from ._errors import InvalidRequest
 from ._protocol import ProtocolError
+from ._wire import Handshake, HttpRequest, HttpResponse
 
 if TYPE_CHECKING:
     from ._core import Core
@@ -75,9 +80,49 @@ def _resume_point(text: str, last: int) -> int:
     return after
 
 
-def _no_abort() -> None:
-    """Embedded in a host server there is no stream to abort: the connection
-    is only cancelled."""
+@attrs.define(eq=False)
+class AsgiTransport:
+    """A Starlette WebSocket as a connection's `Transport`. There is no TCP
+    stream to abort under an ASGI server: a stalled connection is only
+    cancelled."""
+
+    websocket: WebSocket
+
+    async def send_texts(self, texts: Sequence[str]) -> None:
+        try:
+            for text in texts:
+                await self.websocket.send_text(text)
+        except (RuntimeError, OSError, WebSocketDisconnect) as error:
+            raise trio.BrokenResourceError("the WebSocket is closed") from error
+
+    async def receive(self) -> str | bytes | None:
+        message = await self.websocket.receive()
+        if message["type"] == "websocket.disconnect":
+            return None
+        text: str | None = message.get("text")
+        if text is not None:
+            return text
+        data: bytes = message.get("bytes") or b""
+        return data
+
+    async def close(self, code: int, reason: str = "") -> None:
+        try:
+            await self.websocket.close(code, reason)
+        except (RuntimeError, OSError):
+            pass  # already closed by the peer
+
+    def abort(self) -> None:
+        pass
+
+
+@attrs.frozen
+class _Upgrade:
+    """What the WebSocket route needs of an upgrade request, from either server."""
+
+    query: Mapping[str, str]
+    origin: str | None
+    subprotocols: list[str]
+    accept: Callable[[str | None], Awaitable[Transport]]
 
 
 @attrs.define(eq=False)
@@ -87,8 +132,6 @@ class GreenroomService:
     signer: TokenSigner
     settings: ServiceSettings = attrs.Factory(ServiceSettings)
     core: Core | None = None
-    #: Given a client address, a function that closes its TCP stream.
-    aborter: Callable[[tuple[str, int] | None], Callable[[], None]] = lambda _: _no_abort
     connections: set[Connection] = attrs.Factory(set)
     accepting: bool = True
     app: Starlette = attrs.field(init=False)
@@ -96,9 +139,9 @@ class GreenroomService:
     def __attrs_post_init__(self) -> None:
         self.app = Starlette(
             routes=[
-                WebSocketRoute("/ws", self._websocket),
-                Route("/metrics", self._metrics),
-                Route("/healthz", self._healthz),
+                WebSocketRoute("/ws", self._asgi_websocket),
+                Route("/metrics", self._asgi_metrics),
+                Route("/healthz", self._asgi_healthz),
             ]
         )
         self.app.state.greenroom = self
@@ -122,40 +165,36 @@ class GreenroomService:
         allowed = self.settings.allowed_origins
         return origin is None or "*" in allowed or origin.rstrip("/") in allowed
 
-    async def _websocket(self, websocket: WebSocket) -> None:
-        offered = list(websocket.scope.get("subprotocols") or ())
+    async def _websocket(self, upgrade: _Upgrade) -> None:
+        offered = upgrade.subprotocols
         bearer = next((p for p in offered if p.startswith(BEARER_PREFIX)), None)
-        token = websocket.query_params.get("token") or (
-            bearer[len(BEARER_PREFIX) :] if bearer else None
-        )
+        token = upgrade.query.get("token") or (bearer[len(BEARER_PREFIX) :] if bearer else None)
         chosen = SUBPROTOCOL if SUBPROTOCOL in offered else bearer
-        await websocket.accept(subprotocol=chosen)
-        if not self._origin_allowed(websocket.headers.get("origin")):
-            await websocket.close(CLOSE_FORBIDDEN, "this Origin is not allowed")
+        transport = await upgrade.accept(chosen)
+        if not self._origin_allowed(upgrade.origin):
+            await transport.close(CLOSE_FORBIDDEN, "this Origin is not allowed")
             return
         try:
             user_id = self.signer.verify(token)
         except InvalidToken as error:
-            await websocket.close(CLOSE_UNAUTHORIZED, str(error))
+            await transport.close(CLOSE_UNAUTHORIZED, str(error))
             return
         core = self.core
         if core is None or core.closing or not self.accepting:
-            await websocket.close(CLOSE_GOING_AWAY, "the server is shutting down")
+            await transport.close(CLOSE_GOING_AWAY, "the server is shutting down")
             return
         after = core.last_seq(user_id)
-        if "after" in websocket.query_params:
+        if "after" in upgrade.query:
             try:
-                after = _resume_point(websocket.query_params["after"], after)
+                after = _resume_point(upgrade.query["after"], after)
             except ProtocolError as error:
-                await websocket.send_text(error.to_json())
-        client = websocket.scope.get("client")
+                await transport.send_texts((error.to_json(),))
         connection = Connection(
             core=core,
-            websocket=websocket,
+            transport=transport,
             user_id=user_id,
             start_after=after,
             write_timeout=self.settings.write_timeout,
-            abort=self.aborter(tuple(client) if client else None),
         )
         self.connections.add(connection)
         try:
@@ -163,22 +202,66 @@ class GreenroomService:
         finally:
             self.connections.discard(connection)
 
-    async def _metrics(self, request: Request) -> Response:
+    def _metrics(self, accept: str) -> tuple[int, bytes, str]:
         if self.core is None:
-            return Response("no core yet\n", status_code=503, media_type="text/plain")
-        encoder, content_type = choose_encoder(request.headers.get("accept", ""))
-        return Response(encoder(self.core.registry), headers={"Content-Type": content_type})
+            return 503, b"no core yet\n", "text/plain; charset=utf-8"
+        encoder, content_type = choose_encoder(accept)
+        return 200, encoder(self.core.registry), content_type
 
-    async def _healthz(self, request: Request) -> Response:
+    def _health(self) -> tuple[int, dict[str, object]]:
         core = self.core
         if core is None or core.closing or not self.accepting:
-            return JSONResponse({"status": "unavailable"}, status_code=503)
+            return 503, {"status": "unavailable"}
         stats = core.factory.metrics()
-        return JSONResponse(
-            {
-                "status": "ok",
-                "engines": stats.engines_active,
-                "connections": len(self.connections),
-                "agents": core.agents.names,
-            }
+        return 200, {
+            "status": "ok",
+            "engines": stats.engines_active,
+            "connections": len(self.connections),
+            "agents": core.agents.names,
+        }
+
+    # greenroom's own server (`_wire`)
+
+    async def wire_websocket(self, handshake: Handshake) -> None:
+        request = handshake.request
+        await self._websocket(
+            _Upgrade(
+                request.query,
+                request.headers.get("origin"),
+                handshake.subprotocols,
+                handshake.accept,
+            )
         )
+
+    async def wire_http(self, request: HttpRequest) -> HttpResponse:
+        if request.path == "/metrics":
+            status, body, content_type = self._metrics(request.headers.get("accept", ""))
+            return HttpResponse(status, body, content_type)
+        if request.path == "/healthz":
+            status, health = self._health()
+            return HttpResponse(status, json.dumps(health).encode(), "application/json")
+        return HttpResponse(404, b"Not Found\n")
+
+    # any ASGI server (`app`)
+
+    async def _asgi_websocket(self, websocket: WebSocket) -> None:
+        async def accept(subprotocol: str | None) -> Transport:
+            await websocket.accept(subprotocol=subprotocol)
+            return AsgiTransport(websocket)
+
+        await self._websocket(
+            _Upgrade(
+                websocket.query_params,
+                websocket.headers.get("origin"),
+                list(websocket.scope.get("subprotocols") or ()),
+                accept,
+            )
+        )
+
+    async def _asgi_metrics(self, request: Request) -> Response:
+        status, body, content_type = self._metrics(request.headers.get("accept", ""))
+        return Response(body, status_code=status, headers={"Content-Type": content_type})
+
+    async def _asgi_healthz(self, request: Request) -> Response:
+        status, health = self._health()
+        return JSONResponse(health, status_code=status)

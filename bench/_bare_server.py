@@ -1,8 +1,8 @@
 """The baseline of `bench.load`: a bare WebSocket server with no runtime behind it.
 
-Same stack as `greenroom serve` (Starlette on Hypercorn's trio worker, served
-through `actors._server` with the same listening socket and Hypercorn
-config), same token check, and the same event shapes at the same pace: on
+Same stack as `greenroom serve` (greenroom's own HTTP/WebSocket server,
+`actors._wire`, with the same listening socket and the same frame writer),
+same token check, and the same event shapes at the same pace: on
 `{"type": "run", "agent", "input", "run_id"}` the run's own task sends
 `agent_started`, then what the demo agent would emit (`sleep`: `steps`
 `agent_thinking` spread over `seconds`; `calc`: thinking, `tool_executing`,
@@ -26,12 +26,16 @@ import time
 from typing import Any
 
 import trio
-from starlette.applications import Starlette
-from starlette.routing import WebSocketRoute
-from starlette.websockets import WebSocket
 
 from actors._auth import DEV_SECRET, InvalidToken, TokenSigner
-from actors._server import HttpServer, hypercorn_config, open_listening_socket
+from actors._wire import (
+    Handshake,
+    HttpRequest,
+    HttpResponse,
+    WireServer,
+    WireSocket,
+    open_listening_socket,
+)
 
 CLOSE_GOING_AWAY = 1001
 CLOSE_UNAUTHORIZED = 4401
@@ -46,13 +50,15 @@ class BareService:
 
     def __init__(self, signer: TokenSigner) -> None:
         self.signer = signer
-        self.sockets: set[WebSocket] = set()
-        self.app = Starlette(routes=[WebSocketRoute("/ws", self.websocket)])
+        self.sockets: set[WireSocket] = set()
 
-    async def websocket(self, websocket: WebSocket) -> None:
-        await websocket.accept()
+    async def http(self, request: HttpRequest) -> HttpResponse:
+        return HttpResponse(404, b"Not Found\n")
+
+    async def websocket(self, handshake: Handshake) -> None:
+        websocket = await handshake.accept()
         try:
-            user_id = self.signer.verify(websocket.query_params.get("token"))
+            user_id = self.signer.verify(handshake.request.query.get("token"))
         except InvalidToken as error:
             await websocket.close(CLOSE_UNAUTHORIZED, str(error))
             return
@@ -69,7 +75,7 @@ class BareService:
                 "ts": time.time(),
                 "data": data,
             }
-            await websocket.send_text(_dumps(event))
+            await websocket.send_texts((_dumps(event),))
 
         async def run(request: dict[str, Any]) -> None:
             began = trio.current_time()
@@ -102,27 +108,26 @@ class BareService:
             async with trio.open_nursery() as nursery:
                 while True:
                     message = await websocket.receive()
-                    if message["type"] == "websocket.disconnect":
+                    if message is None:
                         nursery.cancel_scope.cancel()
                         return
-                    request = json.loads(message["text"])
+                    request = json.loads(message)
                     if request.get("type") == "run":
                         nursery.start_soon(run, request)
+        except* (trio.BrokenResourceError, trio.ClosedResourceError):
+            pass  # the peer went away
         finally:
             self.sockets.discard(websocket)
 
     async def close_all(self) -> None:
         for websocket in list(self.sockets):
-            try:
-                await websocket.close(CLOSE_GOING_AWAY, "the server is shutting down")
-            except (RuntimeError, OSError):
-                pass
+            await websocket.close(CLOSE_GOING_AWAY, "the server is shutting down")
 
 
 async def serve(host: str, port: int) -> int:
     service = BareService(TokenSigner(DEV_SECRET))
     sock = open_listening_socket(host, port)
-    http = HttpServer(service.app, hypercorn_config(max_message_bytes=1 << 20), sock)
+    http = WireServer(sock, service.http, service.websocket)
     with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as received:
         async with trio.open_nursery() as nursery:
             await nursery.start(http.run)
@@ -137,8 +142,7 @@ async def serve(host: str, port: int) -> int:
             http.stop_accepting()
             with trio.move_on_after(10):
                 await service.close_all()
-                while service.sockets:
-                    await trio.sleep(0.01)
+                await http.wait_closed()
             http.stop()
     return 0
 

@@ -1,0 +1,429 @@
+"""greenroom's own HTTP/1.1 and WebSocket server, on plain trio streams.
+
+`greenroom serve` answers through this rather than an ASGI server: h11
+parses requests, wsproto the WebSocket handshake and the client's frames,
+and the server's text frames are built here, so the frames a connection's
+writer finds queued go out in one `send_all`. A write is an ordinary trio
+call: a cancel scope ends it, and nothing pins a task to a stalled peer.
+
+`WireServer` routes one path to a WebSocket handler and every other request
+to an HTTP handler; both are plain async functions given an `HttpRequest`.
+"""
+
+from __future__ import annotations
+
+import socket
+import struct
+from collections import deque
+from collections.abc import Awaitable, Callable, Sequence
+from functools import partial
+from http import HTTPStatus
+from typing import Any
+from urllib.parse import parse_qsl, urlsplit
+
+import attrs
+import h11
+import trio
+import wsproto
+from wsproto.connection import ConnectionState
+from wsproto.events import (
+    AcceptConnection,
+    BytesMessage,
+    CloseConnection,
+    Ping,
+    Request,
+    TextMessage,
+)
+from wsproto.utilities import RemoteProtocolError
+
+#: Bytes read from a socket at a time.
+READ_SIZE = 65536
+#: Seconds an HTTP connection may sit idle between requests.
+KEEP_ALIVE_TIMEOUT = 75.0
+#: Seconds to wait for the peer's close frame (or EOF) after ours, before
+#: closing the TCP stream: closing with the peer's data unread would reset it.
+CLOSE_LINGER = 5.0
+#: Unacknowledged data older than this (ms) drops the connection (dead peers).
+TCP_USER_TIMEOUT_MS = 30_000
+CLOSE_TOO_BIG = 1009
+#: A close reason is at most 123 bytes of UTF-8 (RFC 6455 §5.5).
+_MAX_REASON = 123
+_SHORT = struct.Struct("!BB")
+_MEDIUM = struct.Struct("!BBH")
+_LONG = struct.Struct("!BBQ")
+
+
+def open_listening_socket(host: str, port: int, *, backlog: int = 1024) -> socket.socket:
+    """A bound, listening TCP socket with `TCP_USER_TIMEOUT` and keep-alive set."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1)
+    if hasattr(socket, "TCP_USER_TIMEOUT"):
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_USER_TIMEOUT, TCP_USER_TIMEOUT_MS)
+    sock.bind((host, port))
+    sock.listen(backlog)
+    sock.setblocking(False)
+    return sock
+
+
+def text_frame(text: str) -> bytes:
+    """One final, unmasked text frame (a server's frame, RFC 6455 §5.2)."""
+    payload = text.encode()
+    n = len(payload)
+    if n < 126:
+        return _SHORT.pack(0x81, n) + payload
+    if n < 65536:
+        return _MEDIUM.pack(0x81, 126, n) + payload
+    return _LONG.pack(0x81, 127, n) + payload
+
+
+def _reason(text: str) -> str:
+    encoded = text.encode()
+    if len(encoded) <= _MAX_REASON:
+        return text
+    return encoded[: _MAX_REASON - 3].decode(errors="ignore") + "..."
+
+
+@attrs.frozen
+class HttpRequest:
+    """What a handler sees of a request. `headers` has lower-case names
+    (repeats joined with ", "); `query` holds each parameter's first value."""
+
+    method: str
+    path: str
+    query: dict[str, str]
+    headers: dict[str, str]
+    client: tuple[str, int] | None
+
+
+@attrs.frozen
+class HttpResponse:
+    status: int
+    body: bytes
+    content_type: str = "text/plain; charset=utf-8"
+
+
+def _request(event: h11.Request, client: tuple[str, int] | None) -> HttpRequest:
+    target = urlsplit(event.target.decode("latin-1"))
+    query: dict[str, str] = {}
+    for name, value in parse_qsl(target.query, keep_blank_values=True):
+        query.setdefault(name, value)
+    headers: dict[str, str] = {}
+    for raw_name, raw_value in event.headers:
+        name, value = raw_name.decode("latin-1").lower(), raw_value.decode("latin-1")
+        headers[name] = f"{headers[name]}, {value}" if name in headers else value
+    return HttpRequest(event.method.decode("latin-1"), target.path, query, headers, client)
+
+
+def _is_upgrade(request: HttpRequest) -> bool:
+    return request.headers.get("upgrade", "").lower() == "websocket"
+
+
+@attrs.define(eq=False)
+class WireSocket:
+    """One accepted WebSocket. `send_texts` writes a batch of text frames in
+    one `send_all`; `receive` returns the next whole message (str or bytes),
+    or None once the peer has closed or gone. Pings are answered here.
+
+    Sends from several tasks take turns (a FIFO lock). A send on a socket
+    whose peer is gone raises `trio.BrokenResourceError`; after this side's
+    close frame, `trio.ClosedResourceError`. Cancelling a send leaves the
+    stream unusable: the connection is then over.
+    """
+
+    stream: trio.SocketStream
+    _ws: wsproto.WSConnection
+    max_message_bytes: int
+    _lock: trio.StrictFIFOLock = attrs.Factory(trio.StrictFIFOLock)
+    _events: deque[Any] = attrs.Factory(deque)
+    _parts: list[Any] = attrs.Factory(list)
+    _size: int = 0
+
+    @property
+    def close_sent(self) -> bool:
+        return self._ws.state in (ConnectionState.LOCAL_CLOSING, ConnectionState.CLOSED)
+
+    async def send_texts(self, texts: Sequence[str]) -> None:
+        if self.close_sent:
+            raise trio.ClosedResourceError("this side has closed the WebSocket")
+        data = b"".join([text_frame(text) for text in texts])
+        async with self._lock:
+            await self.stream.send_all(data)
+
+    async def _send_raw(self, data: bytes) -> None:
+        try:
+            async with self._lock:
+                await self.stream.send_all(data)
+        except (trio.BrokenResourceError, trio.ClosedResourceError):
+            pass  # the peer is gone: nothing left to tell it
+
+    async def close(self, code: int, reason: str = "") -> None:
+        """Send a close frame (once; later calls do nothing)."""
+        if self._ws.state in (ConnectionState.OPEN, ConnectionState.REMOTE_CLOSING):
+            await self._send_raw(self._ws.send(CloseConnection(code, _reason(reason))))
+
+    def abort(self) -> None:
+        """Close the TCP stream at once, under any send or receive in progress."""
+        self.stream.socket.close()
+
+    async def receive(self) -> str | bytes | None:
+        while True:
+            while self._events:
+                message = await self._take(self._events.popleft())
+                if message is not None:
+                    return message
+                if self._ws.state is ConnectionState.CLOSED or self.close_sent:
+                    return None
+            try:
+                data = await self.stream.receive_some(READ_SIZE)
+            except (trio.BrokenResourceError, trio.ClosedResourceError):
+                return None
+            if not data:
+                return None
+            self._ws.receive_data(data)
+            self._events.extend(self._ws.events())
+
+    async def _take(self, event: Any) -> str | bytes | None:
+        """A whole message from `event`, or None (a part, or a control frame)."""
+        match event:
+            case TextMessage() | BytesMessage():
+                self._parts.append(event.data)
+                self._size += len(event.data)
+                if self._size > self.max_message_bytes:
+                    self._events.clear()
+                    await self.close(
+                        CLOSE_TOO_BIG,
+                        f"messages are limited to {self.max_message_bytes} bytes",
+                    )
+                    return None
+                if not event.message_finished:
+                    return None
+                parts, self._parts, self._size = self._parts, [], 0
+                if isinstance(event, TextMessage):
+                    return "".join(parts)
+                return b"".join(parts)
+            case Ping():
+                await self._send_raw(self._ws.send(event.response()))
+            case CloseConnection():
+                self._events.clear()
+                if self._ws.state is ConnectionState.REMOTE_CLOSING:
+                    await self._send_raw(self._ws.send(event.response()))
+                elif self._ws.state is ConnectionState.OPEN:  # a frame wsproto refused
+                    await self.close(event.code, event.reason or "")
+        return None
+
+    async def linger(self) -> None:
+        """After this side's close frame: wait for the peer's, or its EOF."""
+        try:
+            while self._ws.state is not ConnectionState.CLOSED:
+                data = await self.stream.receive_some(READ_SIZE)
+                if not data:
+                    return
+                self._ws.receive_data(data)
+                for _ in self._ws.events():
+                    pass
+        except (trio.BrokenResourceError, trio.ClosedResourceError, RemoteProtocolError):
+            pass
+
+
+@attrs.define(eq=False)
+class Handshake:
+    """A WebSocket upgrade request, not yet answered."""
+
+    request: HttpRequest
+    subprotocols: list[str]
+    max_message_bytes: int
+    _stream: trio.SocketStream
+    _ws: wsproto.WSConnection
+    _trailing: bytes
+    socket: WireSocket | None = None
+
+    async def accept(self, subprotocol: str | None = None) -> WireSocket:
+        """Complete the handshake; the socket is open once this returns."""
+        data = self._ws.send(AcceptConnection(subprotocol=subprotocol))
+        await self._stream.send_all(data)
+        socket = WireSocket(self._stream, self._ws, self.max_message_bytes)
+        if self._trailing:
+            self._ws.receive_data(self._trailing)
+            socket._events.extend(self._ws.events())
+        self.socket = socket
+        return socket
+
+
+HttpHandler = Callable[[HttpRequest], Awaitable[HttpResponse]]
+WebSocketHandler = Callable[[Handshake], Awaitable[None]]
+
+
+@attrs.define(eq=False)
+class WireServer:
+    """Serves `sock` until `stop`: upgrade requests on `websocket_path` go
+    to `websocket`, other GET requests to `http`. `stop_accepting` closes
+    the listener; `abort_all` closes every open TCP stream."""
+
+    sock: socket.socket
+    http: HttpHandler
+    websocket: WebSocketHandler
+    websocket_path: str = "/ws"
+    max_message_bytes: int = 1 << 20
+    _streams: set[trio.SocketStream] = attrs.Factory(set)
+    _accepting: trio.CancelScope | None = None
+    _handlers: trio.Nursery | None = None
+
+    @property
+    def address(self) -> tuple[str, int]:
+        host, port = self.sock.getsockname()[:2]
+        return host, port
+
+    @property
+    def open_streams(self) -> int:
+        return len(self._streams)
+
+    async def run(
+        self, *, task_status: trio.TaskStatus[WireServer] = trio.TASK_STATUS_IGNORED
+    ) -> None:
+        listener = trio.SocketListener(trio.socket.from_stdlib_socket(self.sock))
+        async with trio.open_nursery() as handlers:
+            self._handlers = handlers
+            async with trio.open_nursery() as acceptor:
+                self._accepting = acceptor.cancel_scope
+                await acceptor.start(
+                    partial(trio.serve_listeners, self._serve, [listener], handler_nursery=handlers)
+                )
+                task_status.started(self)
+            await listener.aclose()
+
+    def stop_accepting(self) -> None:
+        if self._accepting is not None:
+            self._accepting.cancel()
+
+    def abort_all(self) -> None:
+        for stream in list(self._streams):
+            stream.socket.close()
+
+    async def wait_closed(self) -> None:
+        """Wait until every TCP stream has been closed."""
+        while self._streams:
+            await trio.sleep(0.01)
+
+    def stop(self) -> None:
+        """Close every stream and cancel every connection's task."""
+        self.abort_all()
+        if self._handlers is not None:
+            self._handlers.cancel_scope.cancel()
+
+    async def _serve(self, stream: trio.SocketStream) -> None:
+        self._streams.add(stream)
+        try:
+            peer = stream.socket.getpeername()
+            await self._serve_requests(stream, (peer[0], peer[1]))
+        except (trio.BrokenResourceError, trio.ClosedResourceError, OSError):
+            pass  # the peer went away
+        finally:
+            self._streams.discard(stream)
+            await stream.aclose()
+
+    async def _serve_requests(self, stream: trio.SocketStream, client: tuple[str, int]) -> None:
+        connection = h11.Connection(h11.SERVER)
+        while True:
+            event: Any = None
+            with trio.move_on_after(KEEP_ALIVE_TIMEOUT):
+                try:
+                    event = await _next_event(connection, stream)
+                except h11.RemoteProtocolError as error:
+                    await _respond_error(connection, stream, error.error_status_hint, str(error))
+                    return
+            if not isinstance(event, h11.Request):
+                return  # idle too long, or the peer closed
+            request = _request(event, client)
+            if request.path == self.websocket_path and _is_upgrade(request):
+                await self._upgrade(connection, stream, event, request)
+                return
+            if request.path == self.websocket_path:
+                response = HttpResponse(426, b"this path takes WebSocket connections only\n")
+            elif request.method not in ("GET", "HEAD"):
+                response = HttpResponse(405, f"{request.method} is not allowed here\n".encode())
+            else:
+                response = await self.http(request)
+            if not await _skip_body(connection, stream):
+                return
+            await _send_response(connection, stream, response, head=request.method == "HEAD")
+            if connection.our_state is not h11.DONE or connection.their_state is not h11.DONE:
+                return
+            connection.start_next_cycle()
+
+    async def _upgrade(
+        self,
+        connection: h11.Connection,
+        stream: trio.SocketStream,
+        event: h11.Request,
+        request: HttpRequest,
+    ) -> None:
+        while (await _next_event(connection, stream)) is not h11.PAUSED:
+            pass
+        trailing, _ = connection.trailing_data
+        ws = wsproto.WSConnection(wsproto.ConnectionType.SERVER)
+        try:
+            ws.initiate_upgrade_connection(list(event.headers), event.target)
+            upgrade = next(e for e in ws.events() if isinstance(e, Request))
+        except (RemoteProtocolError, StopIteration) as error:
+            response = HttpResponse(400, f"bad WebSocket handshake: {error}\n".encode())
+            await stream.send_all(_plain_response(response))
+            return
+        handshake = Handshake(
+            request, list(upgrade.subprotocols), self.max_message_bytes, stream, ws, trailing
+        )
+        await self.websocket(handshake)
+        socket = handshake.socket
+        if socket is not None and socket.close_sent:
+            with trio.move_on_after(CLOSE_LINGER):
+                await socket.linger()
+
+
+async def _next_event(connection: h11.Connection, stream: trio.SocketStream) -> Any:
+    while True:
+        event = connection.next_event()
+        if event is not h11.NEED_DATA:
+            return event
+        connection.receive_data(await stream.receive_some(READ_SIZE))
+
+
+async def _skip_body(connection: h11.Connection, stream: trio.SocketStream) -> bool:
+    """Read the request's body, if any, to its end; False if the peer left."""
+    while True:
+        event = await _next_event(connection, stream)
+        if isinstance(event, h11.EndOfMessage):
+            return True
+        if not isinstance(event, h11.Data):
+            return False
+
+
+async def _send_response(
+    connection: h11.Connection, stream: trio.SocketStream, response: HttpResponse, *, head: bool
+) -> None:
+    headers = [
+        ("content-type", response.content_type),
+        ("content-length", str(len(response.body))),
+    ]
+    data = connection.send(h11.Response(status_code=response.status, headers=headers)) or b""
+    if not head:
+        data += connection.send(h11.Data(data=response.body)) or b""
+    data += connection.send(h11.EndOfMessage()) or b""
+    await stream.send_all(data)
+
+
+def _plain_response(response: HttpResponse) -> bytes:
+    """A whole response that ends the connection, outside h11's state."""
+    head = (
+        f"HTTP/1.1 {response.status} {HTTPStatus(response.status).phrase}\r\n"
+        f"content-type: {response.content_type}\r\n"
+        f"content-length: {len(response.body)}\r\nconnection: close\r\n\r\n"
+    )
+    return head.encode("latin-1") + response.body
+
+
+async def _respond_error(
+    connection: h11.Connection, stream: trio.SocketStream, status: int, detail: str
+) -> None:
+    if connection.our_state is h11.IDLE or connection.our_state is h11.SEND_RESPONSE:
+        await stream.send_all(_plain_response(HttpResponse(status, f"{detail}\n".encode())))
