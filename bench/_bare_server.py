@@ -27,6 +27,7 @@ from typing import Any
 
 import trio
 
+import runtime
 from actors._auth import DEV_SECRET, InvalidToken, TokenSigner
 from actors._wire import (
     Handshake,
@@ -85,7 +86,7 @@ class BareService:
             if agent == "sleep":
                 seconds, steps = input["seconds"], input["steps"]
                 for step in range(1, steps + 1):
-                    await trio.sleep(seconds / steps)
+                    await runtime.sleep(seconds / steps)
                     await send("agent_thinking", run_id, {"text": f"step {step} of {steps}"})
                 output = {"slept": seconds, "steps": steps}
             elif agent == "calc":

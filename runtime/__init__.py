@@ -10,6 +10,7 @@ from ._metrics import ActorCollector
 from ._stats import ActorStatistics, KindStatistics, SystemStatistics
 from ._supervisor import ChildSpec, RestartBook, RestartIntensity, RestartType, Supervisor
 from ._system import ActorSystem, open_actor_system
+from ._timers import sleep, sleep_until
 
 __all__ = [
     "Actor",
@@ -32,4 +33,6 @@ __all__ = [
     "SystemStatistics",
     "YIELD_EVERY",
     "open_actor_system",
+    "sleep",
+    "sleep_until",
 ]
