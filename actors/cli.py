@@ -61,6 +61,12 @@ _LIMIT_FLAGS: tuple[tuple[str, type, object, str], ...] = (
         "seconds a socket write may stall before the connection is aborted",
     ),
     ("--shutdown-timeout", float, 10.0, "seconds to end runs and close sockets on shutdown"),
+    (
+        "--gc-threshold",
+        int,
+        50_000,
+        "allocations between young garbage collections (Python's default: 700; 0 keeps it)",
+    ),
 )
 
 
@@ -204,6 +210,7 @@ def _serve(args: argparse.Namespace) -> int:
         max_message_bytes=args.max_message_bytes,
         write_timeout=args.write_timeout,
         shutdown_timeout=args.shutdown_timeout,
+        gc_threshold=args.gc_threshold,
     )
     secret = _secret(args.dev, for_serving=True)
     if secret is None:

@@ -8,7 +8,8 @@ same token check, and the same event shapes at the same pace: on
 `agent_thinking` spread over `seconds`; `calc`: thinking, `tool_executing`,
 `tool_completed`; `echo`: nothing), then `agent_completed`, each with `seq`
 (per connection, from 1), `user_id`, `run_id` and `ts`, written straight to
-the socket. No actors, no bridge, no replay window, no writer task.
+the socket. No actors, no bridge, no replay window, no writer task; the
+same garbage-collector settings as `greenroom serve` (`tuned_gc`).
 
     python -m bench._bare_server --port 0
 
@@ -29,6 +30,7 @@ import trio
 
 import runtime
 from actors._auth import DEV_SECRET, InvalidToken, TokenSigner
+from actors._serve import GC_THRESHOLD, tuned_gc
 from actors._wire import (
     Handshake,
     HttpRequest,
@@ -138,8 +140,9 @@ async def serve(host: str, port: int) -> int:
                 f"(WebSocket: ws://{bound_host}:{bound_port}/ws)",
                 flush=True,
             )
-            async for _ in received:
-                break
+            with tuned_gc(GC_THRESHOLD):
+                async for _ in received:
+                    break
             http.stop_accepting()
             with trio.move_on_after(10):
                 await service.close_all()
