@@ -203,7 +203,7 @@ class WireSocket:
                 if isinstance(event, TextMessage):
                     return "".join(parts)
                 return b"".join(parts)
-            case Ping():
+            case Ping() if self._ws.state is ConnectionState.OPEN:
                 await self._send_raw(self._ws.send(event.response()))
             case CloseConnection():
                 self._events.clear()
@@ -345,7 +345,11 @@ class WireServer:
                 response = HttpResponse(405, f"{request.method} is not allowed here\n".encode())
             else:
                 response = await self.http(request)
-            if not await _skip_body(connection, stream):
+            try:
+                if not await _skip_body(connection, stream):
+                    return
+            except h11.RemoteProtocolError as error:  # a body cut short, a bad chunk
+                await _respond_error(connection, stream, error.error_status_hint, str(error))
                 return
             await _send_response(connection, stream, response, head=request.method == "HEAD")
             if connection.our_state is not h11.DONE or connection.their_state is not h11.DONE:
@@ -359,8 +363,12 @@ class WireServer:
         event: h11.Request,
         request: HttpRequest,
     ) -> None:
-        while (await _next_event(connection, stream)) is not h11.PAUSED:
-            pass
+        try:
+            while (await _next_event(connection, stream)) is not h11.PAUSED:
+                pass
+        except h11.RemoteProtocolError as error:  # a body cut short, a bad chunk
+            await _respond_error(connection, stream, error.error_status_hint, str(error))
+            return
         trailing, _ = connection.trailing_data
         ws = wsproto.WSConnection(wsproto.ConnectionType.SERVER)
         try:
