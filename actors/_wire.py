@@ -12,6 +12,7 @@ to an HTTP handler; both are plain async functions given an `HttpRequest`.
 
 from __future__ import annotations
 
+import os
 import socket
 import struct
 from collections import deque
@@ -38,7 +39,8 @@ from wsproto.utilities import RemoteProtocolError
 
 #: Bytes read from a socket at a time.
 READ_SIZE = 65536
-#: Seconds an HTTP connection may sit idle between requests.
+#: Seconds an HTTP connection may sit idle between requests, and that a
+#: request's body may take to arrive.
 KEEP_ALIVE_TIMEOUT = 75.0
 #: Seconds to wait for the peer's close frame (or EOF) after ours, before
 #: closing the TCP stream: closing with the peer's data unread would reset it.
@@ -145,11 +147,43 @@ class WireSocket:
         return self._ws.state in (ConnectionState.LOCAL_CLOSING, ConnectionState.CLOSED)
 
     async def send_texts(self, texts: Sequence[str]) -> None:
+        """Write each text as one frame, all in one write.
+
+        Fast path: when no other send is in progress and the socket's buffer
+        takes every byte at once, one non-blocking `send` writes them and
+        this returns without yielding (and without checking for
+        cancellation); otherwise the rest goes out through `send_all`, which
+        yields and waits for room as trio does.
+        """
         if self.close_sent:
             raise trio.ClosedResourceError("this side has closed the WebSocket")
         data = b"".join([text_frame(text) for text in texts])
-        async with self._lock:
-            await self.stream.send_all(data)
+        lock = self._lock
+        try:
+            lock.acquire_nowait()
+        except trio.WouldBlock:
+            async with lock:
+                await self.stream.send_all(data)
+            return
+        try:
+            sent = self._send_now(data)
+            if sent < len(data):
+                await self.stream.send_all(memoryview(data)[sent:])
+        finally:
+            lock.release()
+
+    def _send_now(self, data: bytes) -> int:
+        """As much of `data` as the socket takes without blocking."""
+        # fileno() is -1 once the socket is closed (never a reused number).
+        fd = self.stream.socket.fileno()
+        try:
+            return os.write(fd, data)
+        except BlockingIOError:
+            return 0
+        except OSError as error:
+            if fd < 0:
+                raise trio.ClosedResourceError("the socket was closed") from error
+            raise trio.BrokenResourceError(f"the peer is gone: {error}") from error
 
     async def _send_raw(self, data: bytes) -> None:
         try:
@@ -258,7 +292,7 @@ WebSocketHandler = Callable[[Handshake], Awaitable[None]]
 @attrs.define(eq=False)
 class WireServer:
     """Serves `sock` until `stop`: upgrade requests on `websocket_path` go
-    to `websocket`, other GET requests to `http`. `stop_accepting` closes
+    to `websocket`, other GET and HEAD requests to `http`. `stop_accepting` closes
     the listener; `abort_all` closes every open TCP stream."""
 
     sock: socket.socket
@@ -345,11 +379,14 @@ class WireServer:
                 response = HttpResponse(405, f"{request.method} is not allowed here\n".encode())
             else:
                 response = await self.http(request)
-            try:
-                if not await _skip_body(connection, stream):
+            complete = False
+            with trio.move_on_after(KEEP_ALIVE_TIMEOUT):  # a body sent too slowly
+                try:
+                    complete = await _skip_body(connection, stream)
+                except h11.RemoteProtocolError as error:  # a body cut short, a bad chunk
+                    await _respond_error(connection, stream, error.error_status_hint, str(error))
                     return
-            except h11.RemoteProtocolError as error:  # a body cut short, a bad chunk
-                await _respond_error(connection, stream, error.error_status_hint, str(error))
+            if not complete:
                 return
             await _send_response(connection, stream, response, head=request.method == "HEAD")
             if connection.our_state is not h11.DONE or connection.their_state is not h11.DONE:
@@ -363,11 +400,14 @@ class WireServer:
         event: h11.Request,
         request: HttpRequest,
     ) -> None:
-        try:
-            while (await _next_event(connection, stream)) is not h11.PAUSED:
-                pass
-        except h11.RemoteProtocolError as error:  # a body cut short, a bad chunk
-            await _respond_error(connection, stream, error.error_status_hint, str(error))
+        with trio.move_on_after(KEEP_ALIVE_TIMEOUT) as reading:  # a body sent too slowly
+            try:
+                while (await _next_event(connection, stream)) is not h11.PAUSED:
+                    pass
+            except h11.RemoteProtocolError as error:  # a body cut short, a bad chunk
+                await _respond_error(connection, stream, error.error_status_hint, str(error))
+                return
+        if reading.cancelled_caught:
             return
         trailing, _ = connection.trailing_data
         ws = wsproto.WSConnection(wsproto.ConnectionType.SERVER)
@@ -413,7 +453,12 @@ async def _send_response(
         ("content-type", response.content_type),
         ("content-length", str(len(response.body))),
     ]
-    data = connection.send(h11.Response(status_code=response.status, headers=headers)) or b""
+    status_line = h11.Response(
+        status_code=response.status,
+        headers=headers,
+        reason=HTTPStatus(response.status).phrase.encode("latin-1"),
+    )
+    data = connection.send(status_line) or b""
     if not head:
         data += connection.send(h11.Data(data=response.body)) or b""
     data += connection.send(h11.EndOfMessage()) or b""

@@ -1,0 +1,120 @@
+"""How `actors._wire` writes: a batch bigger than the socket's buffer still
+arrives whole and in order, a closed socket is never written to, responses
+carry their reason phrase, and a body sent too slowly does not hold a
+connection forever."""
+
+from __future__ import annotations
+
+import json
+
+import trio
+import trio.testing
+
+from actors._wire import (
+    KEEP_ALIVE_TIMEOUT,
+    Handshake,
+    HttpRequest,
+    HttpResponse,
+    WireServer,
+    open_listening_socket,
+)
+
+from .kit import PATIENCE, wait_until
+from .test_wire import _RawWebSocket
+
+
+async def _ok(request: HttpRequest) -> HttpResponse:
+    return HttpResponse(200, b"ok\n")
+
+
+async def _serve(nursery: trio.Nursery, websocket: object) -> WireServer:
+    wire = WireServer(open_listening_socket("127.0.0.1", 0), _ok, websocket)  # type: ignore[arg-type]
+    await nursery.start(wire.run)
+    return wire
+
+
+async def test_a_batch_larger_than_the_socket_buffer_arrives_whole_and_in_order(
+    nursery: trio.Nursery,
+) -> None:
+    texts = [json.dumps({"n": n, "pad": "x" * 1000}) for n in range(4000)]  # about 4 MB
+    sent = trio.Event()
+
+    async def websocket(handshake: Handshake) -> None:
+        socket = await handshake.accept()
+        await socket.send_texts(texts[:2000])
+        await socket.send_texts(texts[2000:])
+        sent.set()
+        await socket.receive()
+
+    wire = await _serve(nursery, websocket)
+    raw = await _RawWebSocket.connect(wire.address, "/ws")
+    await trio.testing.wait_all_tasks_blocked()  # the server is stuck on a full buffer
+    assert not sent.is_set()
+
+    received = [(await raw.message())["n"] for _ in texts]
+
+    assert received == list(range(4000))
+    with trio.fail_after(PATIENCE):
+        await sent.wait()
+
+
+async def test_a_send_on_an_aborted_socket_raises_closed_and_writes_nowhere(
+    nursery: trio.Nursery,
+) -> None:
+    """The aborted socket's file descriptor number is free for the next
+    connection to take: a late send must not land there."""
+    outcome: list[BaseException] = []
+    second_accepted = trio.Event()
+    accepted = 0
+
+    async def websocket(handshake: Handshake) -> None:
+        nonlocal accepted
+        socket = await handshake.accept()
+        accepted += 1
+        if accepted == 2:
+            second_accepted.set()
+            await socket.receive()
+            return
+        socket.abort()
+        await second_accepted.wait()
+        try:
+            await socket.send_texts(["after the abort"])
+        except trio.ClosedResourceError as error:
+            outcome.append(error)
+
+    wire = await _serve(nursery, websocket)
+    first = await _RawWebSocket.connect(wire.address, "/ws")
+    with trio.fail_after(PATIENCE):
+        assert await first.stream.receive_some() == b""
+    second = await _RawWebSocket.connect(wire.address, "/ws")
+    await wait_until(lambda: bool(outcome))
+    await trio.testing.wait_all_tasks_blocked()
+
+    assert isinstance(outcome[0], trio.ClosedResourceError)
+    with trio.move_on_after(0.2):
+        assert await second.stream.receive_some() == b"never"
+    assert second.buffer == bytearray()
+
+
+async def test_a_response_carries_its_reason_phrase(nursery: trio.Nursery) -> None:
+    wire = await _serve(nursery, None)
+    async with await trio.open_tcp_stream(*wire.address) as stream:
+        await stream.send_all(b"GET /nope HTTP/1.1\r\nHost: g\r\n\r\n")
+        with trio.fail_after(PATIENCE):
+            head = await stream.receive_some()
+
+    assert head.startswith(b"HTTP/1.1 200 OK\r\n")
+
+
+async def test_a_body_sent_too_slowly_is_dropped_after_the_timeout(
+    nursery: trio.Nursery, autojump_clock: trio.testing.MockClock
+) -> None:
+    wire = await _serve(nursery, None)
+    async with await trio.open_tcp_stream(*wire.address) as stream:
+        await stream.send_all(b"POST /x HTTP/1.1\r\nHost: g\r\nContent-Length: 100\r\n\r\nabc")
+        started = trio.current_time()
+        with trio.fail_after(KEEP_ALIVE_TIMEOUT * 2):
+            assert await stream.receive_some() == b""
+
+    assert trio.current_time() - started >= KEEP_ALIVE_TIMEOUT
+    await wait_until(lambda: wire.open_streams == 0)
