@@ -5,7 +5,7 @@ from __future__ import annotations
 import contextlib
 import time
 from collections import deque
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from typing import Any
 
@@ -101,6 +101,9 @@ class BridgeActor(Actor[Any]):
 
     def _deliver(self, event: Event) -> None:
         for subscriber in list(self.books.subscribers(event.user_id)):
+            deliver_now = subscriber.deliver_now
+            if deliver_now is not None and deliver_now(event):
+                continue
             try:
                 subscriber.send.send_nowait(event)
             except trio.WouldBlock:
@@ -171,10 +174,14 @@ class Subscription:
 
 @asynccontextmanager
 async def open_subscription(
-    bridge: ActorRef[Any], user_id: str, after: int, queue_size: int
+    bridge: ActorRef[Any],
+    user_id: str,
+    after: int,
+    queue_size: int,
+    deliver_now: Callable[[Event], bool] | None = None,
 ) -> AsyncIterator[Subscription]:
     send, receive = trio.open_memory_channel[Event](queue_size)
-    subscriber = Subscriber(user_id, send)
+    subscriber = Subscriber(user_id, send, deliver_now)
     try:
         gap, events = await bridge.ask(Subscribe(subscriber, after))
     except ActorStopped:

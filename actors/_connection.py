@@ -8,6 +8,7 @@ host apps)."""
 from __future__ import annotations
 
 from collections.abc import Sequence
+from functools import partial
 from typing import TYPE_CHECKING, Any, Protocol
 
 import attrs
@@ -54,9 +55,17 @@ class Transport(Protocol):
     """An accepted WebSocket, as a connection uses it."""
 
     async def send_texts(self, texts: Sequence[str]) -> None:
-        """Send each text as one frame, in order. Raises
-        `trio.BrokenResourceError` or `trio.ClosedResourceError` if the
-        socket can no longer be written to."""
+        """Send each text as one frame, in order, after anything an earlier
+        `send_texts_nowait` left unsent. Raises `trio.BrokenResourceError`
+        or `trio.ClosedResourceError` if the socket can no longer be written
+        to."""
+
+    def send_texts_nowait(self, texts: Sequence[str]) -> int | None:
+        """Write the frames now, without blocking, if no send is in progress
+        and the socket takes at least some of them. None: nothing was written
+        (busy, full, closed, or not supported). Otherwise the number of bytes
+        the socket did not take yet: they are kept and go out first with the
+        next `send_texts`, which must then be called soon."""
 
     async def receive(self) -> str | bytes | None:
         """The next whole message, or None once the peer has gone."""
@@ -79,6 +88,8 @@ def error_code(error: Exception) -> str:
 class _Writer:
     scope: trio.CancelScope
     done: trio.Event = attrs.Factory(trio.Event)
+    #: Parked on an empty queue: the bridge may write an event at once.
+    idle: bool = False
 
 
 @attrs.define(eq=False)
@@ -131,11 +142,33 @@ class Connection:
         self._writer = writer
 
     async def _write(self, after: int, writer: _Writer, *, task_status: Any) -> None:
+        """Write the subscription's events in batches, each batch what was
+        queued when the last write ended. While this task is parked on an
+        empty queue (`writer.idle`), the bridge writes a live event itself
+        if the socket takes it at once (`_deliver_now`), saving two task
+        switches; the first event it cannot write is queued here, and every
+        later one behind it, so the order holds."""
+        deliver_now = partial(self._deliver_now, writer)
         try:
             with writer.scope:
-                async with self.core.subscribe(self.user_id, after=after) as subscription:
+                subscribing = self.core.subscribe(
+                    self.user_id, after=after, deliver_now=deliver_now
+                )
+                async with subscribing as subscription:
                     task_status.started()
-                    async for item in subscription:
+                    while True:
+                        try:
+                            item = subscription.receive_nowait()
+                        except trio.WouldBlock:
+                            writer.idle = True
+                            try:
+                                item = await subscription.__anext__()
+                            except StopAsyncIteration:
+                                break
+                            finally:
+                                writer.idle = False
+                        except trio.EndOfChannel:
+                            break
                         batch = subscription.take_ready(item, WRITE_BATCH)
                         self._writing_since = trio.current_time()
                         await self.transport.send_texts([each.to_json() for each in batch])
@@ -156,6 +189,29 @@ class Connection:
                             await self.close(CLOSE_GOING_AWAY, "the server is shutting down")
         finally:
             writer.done.set()
+
+    def _deliver_now(self, writer: _Writer, event: Event) -> bool:
+        """Called by the bridge, in its own task: write `event` now if the
+        writer is idle and the socket takes it; never blocks."""
+        if not writer.idle:
+            return False
+        unsent = self.transport.send_texts_nowait((event.to_json(),))
+        if unsent is None:
+            writer.idle = False  # queued: every later event goes behind it
+            return False
+        self.last_seq_sent = event.seq
+        self.core.record_delivery(event.ts)
+        if unsent:
+            writer.idle = False
+            assert self._nursery is not None
+            self._nursery.start_soon(self._flush)
+        return True
+
+    async def _flush(self) -> None:
+        """Send what a write from the bridge left in the transport."""
+        self._writing_since = trio.current_time()
+        await self.transport.send_texts(())
+        self._writing_since = None
 
     async def _read(self) -> None:
         while True:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import time
-from collections.abc import AsyncIterator, Iterable, Mapping
+from collections.abc import AsyncIterator, Callable, Iterable, Mapping
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from typing import Any
 
@@ -20,7 +20,7 @@ from ._config import CoreConfig
 from ._context import UserContext, check_id
 from ._engine import EngineEnv
 from ._errors import CoreClosed, EngineLimitReached, UnknownRun
-from ._events import AGENT_ERROR
+from ._events import AGENT_ERROR, Event
 from ._factory import EngineFactory, FactoryActor
 from ._metrics import CoreCollector
 from ._stats import LATENCY_BUCKETS, Histogram, RunBooks, audit
@@ -107,16 +107,27 @@ class Core:
             raise UnknownRun(f"no live run {run_id!r} for this user") from None
 
     def subscribe(
-        self, user_id: str, *, after: int = 0, queue_size: int | None = None
+        self,
+        user_id: str,
+        *,
+        after: int = 0,
+        queue_size: int | None = None,
+        deliver_now: Callable[[Event], bool] | None = None,
     ) -> AbstractAsyncContextManager[Subscription]:
         """`async with core.subscribe(user_id, after=seq) as events:` — the
         user's events after `seq` (a `Gap` first for any no longer held),
         then live ones. Raises `InvalidResume` for an `after` past the last
         seq. The subscription ends ("overflow") if its consumer falls more
-        than `queue_size` (default `subscriber_queue`) events behind."""
+        than `queue_size` (default `subscriber_queue`) events behind.
+
+        `deliver_now(event)`, if given, is offered each live event before it
+        is queued, in the bridge's own task: it must never block or await,
+        and returns True if it delivered the event (which is then not
+        queued). Once it returns False it must keep returning False until
+        the queue has been drained, or the order is lost."""
         check_id("user_id", user_id)
         size = queue_size or self.config.subscriber_queue
-        return open_subscription(self._bridge, user_id, after, size)
+        return open_subscription(self._bridge, user_id, after, size, deliver_now)
 
     def last_seq(self, user_id: str) -> int:
         """The last seq numbered on the user's stream (0 if none yet)."""

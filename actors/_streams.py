@@ -7,6 +7,7 @@ time and does the delivering; tests drive it directly.
 from __future__ import annotations
 
 from collections import Counter, deque
+from collections.abc import Callable
 from itertools import islice
 from typing import Any
 
@@ -26,6 +27,9 @@ class Subscriber:
 
     user_id: str
     send: Any  # trio.MemorySendChannel[Event]
+    #: Tried before queueing a live event: True if it delivered the event
+    #: at once (it must not block), False to have it queued.
+    deliver_now: Callable[[Event], bool] | None = None
     #: Why the bridge ended it: "overflow", "shutdown", or None while live.
     reason: str | None = None
 

@@ -138,6 +138,8 @@ class WireSocket:
     _ws: wsproto.WSConnection
     max_message_bytes: int
     _lock: trio.StrictFIFOLock = attrs.Factory(trio.StrictFIFOLock)
+    #: What a `send_texts_nowait` could not write; goes out first.
+    _unsent: bytes = b""
     _events: deque[Any] = attrs.Factory(deque)
     _parts: list[Any] = attrs.Factory(list)
     _size: int = 0
@@ -162,15 +164,31 @@ class WireSocket:
         try:
             lock.acquire_nowait()
         except trio.WouldBlock:
-            async with lock:
-                await self.stream.send_all(data)
-            return
+            await lock.acquire()
         try:
-            sent = self._send_now(data)
-            if sent < len(data):
-                await self.stream.send_all(memoryview(data)[sent:])
+            if self._unsent:
+                data, self._unsent = self._unsent + data, b""
+            data = data[self._send_now(data) :]
+            if data:
+                await self.stream.send_all(data)
         finally:
             lock.release()
+
+    def send_texts_nowait(self, texts: Sequence[str]) -> int | None:
+        """Write the frames now if no send is in progress: None if nothing
+        could be written, else how many bytes are left for the next
+        `send_texts` to send first (0: all written)."""
+        if self.close_sent or self._unsent or self._lock.locked():
+            return None
+        data = b"".join([text_frame(text) for text in texts])
+        try:
+            sent = self._send_now(data)
+        except (trio.BrokenResourceError, trio.ClosedResourceError):
+            return None  # the next awaited send finds out and ends the connection
+        if not sent:
+            return None
+        self._unsent = data[sent:]
+        return len(self._unsent)
 
     def _send_now(self, data: bytes) -> int:
         """As much of `data` as the socket takes without blocking."""
@@ -188,6 +206,7 @@ class WireSocket:
     async def _send_raw(self, data: bytes) -> None:
         try:
             async with self._lock:
+                data, self._unsent = self._unsent + data, b""
                 await self.stream.send_all(data)
         except (trio.BrokenResourceError, trio.ClosedResourceError):
             pass  # the peer is gone: nothing left to tell it

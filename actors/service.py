@@ -95,6 +95,9 @@ class AsgiTransport:
         except (RuntimeError, OSError, WebSocketDisconnect) as error:
             raise trio.BrokenResourceError("the WebSocket is closed") from error
 
+    def send_texts_nowait(self, texts: Sequence[str]) -> None:
+        return None  # an ASGI send is always awaited
+
     async def receive(self) -> str | bytes | None:
         message = await self.websocket.receive()
         if message["type"] == "websocket.disconnect":
