@@ -243,3 +243,50 @@ def test_an_event_knows_whether_it_ends_its_run() -> None:
 
     assert event("agent_completed").terminal and event("agent_error").terminal
     assert not event("agent_started").terminal and not event("tool_completed").terminal
+
+
+async def test_an_event_deliver_now_takes_is_not_queued_and_one_it_refuses_is(
+    autojump_clock: trio.abc.Clock,
+) -> None:
+    """`deliver_now` is offered each live event first; the queue gets only
+    what it refuses, so taken and queued together make the whole stream."""
+    taken: list[Event] = []
+
+    def deliver_now(event: Event) -> bool:
+        if event.seq % 3 == 0:
+            return False
+        taken.append(event)
+        return True
+
+    async with open_core() as core, core.subscribe("alice", deliver_now=deliver_now) as events:
+        run_id = await core.submit("alice", "sleep", sleep(1, steps=7))
+        await trio.sleep(2)
+        queued = [events.receive_nowait() for _ in range(3)]
+        with pytest.raises(trio.WouldBlock):
+            events.receive_nowait()
+
+    assert [e.seq for e in queued] == [3, 6, 9]
+    assert [e.seq for e in taken] == [1, 2, 4, 5, 7, 8]
+    assert queued[-1].type == "agent_completed" and queued[-1].run_id == run_id
+
+
+async def test_deliver_now_is_not_offered_replayed_events(
+    autojump_clock: trio.abc.Clock,
+) -> None:
+    offered: list[int] = []
+
+    def deliver_now(event: Event) -> bool:
+        offered.append(event.seq)
+        return True
+
+    async with open_core() as core:
+        run_id = await core.submit("alice", "echo", "x")
+        async with core.subscribe("alice") as events:
+            await read_until_ended(events, [run_id])
+        async with core.subscribe("alice", after=0, deliver_now=deliver_now) as events:
+            replayed = [events.receive_nowait() for _ in range(2)]
+            await core.submit("alice", "echo", "y")
+            await trio.sleep(1)
+
+    assert [e.seq for e in replayed] == [1, 2]
+    assert offered == [3, 4]

@@ -7,7 +7,11 @@ task into a queue; with `message_queue_size=1` that task stops reading
 once one message is waiting, so the server's writes fill the kernel's
 socket buffers and then block. Events are large (two 50 KB events per echo
 run), submitted one run every 10 ms: a few hundred KB fill the socket, after
-which the server's writer is stuck in Hypercorn's shielded write.
+which the server's writer waits for room.
+
+While a connection's writer is idle the bridge writes events itself; once
+the socket is full they queue. Whichever path an event took, the client
+must read the stream gapless and in order.
 """
 
 from __future__ import annotations
@@ -136,3 +140,20 @@ async def test_a_connection_whose_writes_stall_past_write_timeout_is_aborted(
         with trio.fail_after(PATIENCE), pytest.raises(ConnectionClosed):
             while True:
                 await slow.get_message()
+
+
+async def test_events_written_at_once_then_queued_behind_a_full_socket_arrive_in_order(
+    start_server: Callable[..., Awaitable[ServerHandle]], mint: Callable[[str], str]
+) -> None:
+    server = (await start_server(core=CoreConfig(subscriber_queue=10_000))).server
+    runs = 40  # 4 MB: more than the socket buffers hold
+    async with connect(server.url, mint("alice"), message_queue_size=1) as ws:
+        for n in range(runs):
+            await run(ws, "echo", BIG, run_id=f"big-{n}")
+        await wait_until(lambda: server.core.last_seq("alice") == 2 * runs)
+        events = await read_until_ended(ws, runs=runs)
+        await ping(ws)
+
+    assert_stream(events, "alice")
+    assert [e["run_id"] for e in events] == [f"big-{n // 2}" for n in range(2 * runs)]
+    assert types_of(events) == ["agent_started", "agent_completed"] * runs
