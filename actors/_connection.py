@@ -1,7 +1,7 @@
 """One client's WebSocket: a reader, a writer fed by the user's subscription,
 and a watchdog. No actor ever awaits this socket.
 
-The socket itself is a `Transport`: greenroom's own (`_wire.WireSocket`,
+The socket itself is a `Transport`: greenroom's own (`_websocket.WireSocket`,
 what `greenroom serve` uses) or an ASGI WebSocket (`service`'s adapter, for
 host apps)."""
 

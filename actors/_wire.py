@@ -1,10 +1,9 @@
 """greenroom's own HTTP/1.1 and WebSocket server, on plain trio streams.
 
 `greenroom serve` answers through this rather than an ASGI server: h11
-parses requests, wsproto the WebSocket handshake and the client's frames,
-and the server's text frames are built here, so the frames a connection's
-writer finds queued go out in one `send_all`. A write is an ordinary trio
-call: a cancel scope ends it, and nothing pins a task to a stalled peer.
+parses requests, wsproto the WebSocket handshake (the sockets themselves
+are `_websocket.WireSocket`s). A write is an ordinary trio call: a cancel
+scope ends it, and nothing pins a task to a stalled peer.
 
 `WireServer` routes one path to a WebSocket handler and every other request
 to an HTTP handler; both are plain async functions given an `HttpRequest`.
@@ -12,11 +11,8 @@ to an HTTP handler; both are plain async functions given an `HttpRequest`.
 
 from __future__ import annotations
 
-import os
 import socket
-import struct
-from collections import deque
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable
 from functools import partial
 from http import HTTPStatus
 from typing import Any
@@ -26,19 +22,13 @@ import attrs
 import h11
 import trio
 import wsproto
-from wsproto.connection import ConnectionState
 from wsproto.events import (
-    AcceptConnection,
-    BytesMessage,
-    CloseConnection,
-    Ping,
     Request,
-    TextMessage,
 )
 from wsproto.utilities import RemoteProtocolError
 
-#: Bytes read from a socket at a time.
-READ_SIZE = 65536
+from ._websocket import READ_SIZE, Handshake
+
 #: Seconds an HTTP connection may sit idle between requests, and that a
 #: request's body may take to arrive.
 KEEP_ALIVE_TIMEOUT = 75.0
@@ -47,12 +37,6 @@ KEEP_ALIVE_TIMEOUT = 75.0
 CLOSE_LINGER = 5.0
 #: Unacknowledged data older than this (ms) drops the connection (dead peers).
 TCP_USER_TIMEOUT_MS = 30_000
-CLOSE_TOO_BIG = 1009
-#: A close reason is at most 123 bytes of UTF-8 (RFC 6455 §5.5).
-_MAX_REASON = 123
-_SHORT = struct.Struct("!BB")
-_MEDIUM = struct.Struct("!BBH")
-_LONG = struct.Struct("!BBQ")
 
 
 def open_listening_socket(host: str, port: int, *, backlog: int = 1024) -> socket.socket:
@@ -67,24 +51,6 @@ def open_listening_socket(host: str, port: int, *, backlog: int = 1024) -> socke
     sock.listen(backlog)
     sock.setblocking(False)
     return sock
-
-
-def text_frame(text: str) -> bytes:
-    """One final, unmasked text frame (a server's frame, RFC 6455 §5.2)."""
-    payload = text.encode()
-    n = len(payload)
-    if n < 126:
-        return _SHORT.pack(0x81, n) + payload
-    if n < 65536:
-        return _MEDIUM.pack(0x81, 126, n) + payload
-    return _LONG.pack(0x81, 127, n) + payload
-
-
-def _reason(text: str) -> str:
-    encoded = text.encode()
-    if len(encoded) <= _MAX_REASON:
-        return text
-    return encoded[: _MAX_REASON - 3].decode(errors="ignore") + "..."
 
 
 @attrs.frozen
@@ -120,188 +86,6 @@ def _request(event: h11.Request, client: tuple[str, int] | None) -> HttpRequest:
 
 def _is_upgrade(request: HttpRequest) -> bool:
     return request.headers.get("upgrade", "").lower() == "websocket"
-
-
-@attrs.define(eq=False)
-class WireSocket:
-    """One accepted WebSocket. `send_texts` writes a batch of text frames in
-    one `send_all`; `receive` returns the next whole message (str or bytes),
-    or None once the peer has closed or gone. Pings are answered here.
-
-    Sends from several tasks take turns (a FIFO lock). A send on a socket
-    whose peer is gone raises `trio.BrokenResourceError`; after this side's
-    close frame, `trio.ClosedResourceError`. Cancelling a send leaves the
-    stream unusable: the connection is then over.
-    """
-
-    stream: trio.SocketStream
-    _ws: wsproto.WSConnection
-    max_message_bytes: int
-    _lock: trio.StrictFIFOLock = attrs.Factory(trio.StrictFIFOLock)
-    #: What a `send_texts_nowait` could not write; goes out first.
-    _unsent: bytes = b""
-    _events: deque[Any] = attrs.Factory(deque)
-    _parts: list[Any] = attrs.Factory(list)
-    _size: int = 0
-
-    @property
-    def close_sent(self) -> bool:
-        return self._ws.state in (ConnectionState.LOCAL_CLOSING, ConnectionState.CLOSED)
-
-    async def send_texts(self, texts: Sequence[str]) -> None:
-        """Write each text as one frame, all in one write.
-
-        Fast path: when no other send is in progress and the socket's buffer
-        takes every byte at once, one non-blocking `send` writes them and
-        this returns without yielding (and without checking for
-        cancellation); otherwise the rest goes out through `send_all`, which
-        yields and waits for room as trio does.
-        """
-        if self.close_sent:
-            raise trio.ClosedResourceError("this side has closed the WebSocket")
-        data = b"".join([text_frame(text) for text in texts])
-        lock = self._lock
-        try:
-            lock.acquire_nowait()
-        except trio.WouldBlock:
-            await lock.acquire()
-        try:
-            if self._unsent:
-                data, self._unsent = self._unsent + data, b""
-            data = data[self._send_now(data) :]
-            if data:
-                await self.stream.send_all(data)
-        finally:
-            lock.release()
-
-    def send_texts_nowait(self, texts: Sequence[str]) -> int | None:
-        """Write the frames now if no send is in progress: None if nothing
-        could be written, else how many bytes are left for the next
-        `send_texts` to send first (0: all written)."""
-        if self.close_sent or self._unsent or self._lock.locked():
-            return None
-        data = b"".join([text_frame(text) for text in texts])
-        try:
-            sent = self._send_now(data)
-        except (trio.BrokenResourceError, trio.ClosedResourceError):
-            return None  # the next awaited send finds out and ends the connection
-        if not sent:
-            return None
-        self._unsent = data[sent:]
-        return len(self._unsent)
-
-    def _send_now(self, data: bytes) -> int:
-        """As much of `data` as the socket takes without blocking."""
-        # fileno() is -1 once the socket is closed (never a reused number).
-        fd = self.stream.socket.fileno()
-        try:
-            return os.write(fd, data)
-        except BlockingIOError:
-            return 0
-        except OSError as error:
-            if fd < 0:
-                raise trio.ClosedResourceError("the socket was closed") from error
-            raise trio.BrokenResourceError(f"the peer is gone: {error}") from error
-
-    async def _send_raw(self, data: bytes) -> None:
-        try:
-            async with self._lock:
-                data, self._unsent = self._unsent + data, b""
-                await self.stream.send_all(data)
-        except (trio.BrokenResourceError, trio.ClosedResourceError):
-            pass  # the peer is gone: nothing left to tell it
-
-    async def close(self, code: int, reason: str = "") -> None:
-        """Send a close frame (once; later calls do nothing)."""
-        if self._ws.state in (ConnectionState.OPEN, ConnectionState.REMOTE_CLOSING):
-            await self._send_raw(self._ws.send(CloseConnection(code, _reason(reason))))
-
-    def abort(self) -> None:
-        """Close the TCP stream at once, under any send or receive in progress."""
-        self.stream.socket.close()
-
-    async def receive(self) -> str | bytes | None:
-        while True:
-            while self._events:
-                message = await self._take(self._events.popleft())
-                if message is not None:
-                    return message
-                if self._ws.state is ConnectionState.CLOSED or self.close_sent:
-                    return None
-            try:
-                data = await self.stream.receive_some(READ_SIZE)
-            except (trio.BrokenResourceError, trio.ClosedResourceError):
-                return None
-            if not data:
-                return None
-            self._ws.receive_data(data)
-            self._events.extend(self._ws.events())
-
-    async def _take(self, event: Any) -> str | bytes | None:
-        """A whole message from `event`, or None (a part, or a control frame)."""
-        match event:
-            case TextMessage() | BytesMessage():
-                self._parts.append(event.data)
-                self._size += len(event.data)
-                if self._size > self.max_message_bytes:
-                    self._events.clear()
-                    await self.close(
-                        CLOSE_TOO_BIG,
-                        f"messages are limited to {self.max_message_bytes} bytes",
-                    )
-                    return None
-                if not event.message_finished:
-                    return None
-                parts, self._parts, self._size = self._parts, [], 0
-                if isinstance(event, TextMessage):
-                    return "".join(parts)
-                return b"".join(parts)
-            case Ping() if self._ws.state is ConnectionState.OPEN:
-                await self._send_raw(self._ws.send(event.response()))
-            case CloseConnection():
-                self._events.clear()
-                if self._ws.state is ConnectionState.REMOTE_CLOSING:
-                    await self._send_raw(self._ws.send(event.response()))
-                elif self._ws.state is ConnectionState.OPEN:  # a frame wsproto refused
-                    await self.close(event.code, event.reason or "")
-        return None
-
-    async def linger(self) -> None:
-        """After this side's close frame: wait for the peer's, or its EOF."""
-        try:
-            while self._ws.state is not ConnectionState.CLOSED:
-                data = await self.stream.receive_some(READ_SIZE)
-                if not data:
-                    return
-                self._ws.receive_data(data)
-                for _ in self._ws.events():
-                    pass
-        except (trio.BrokenResourceError, trio.ClosedResourceError, RemoteProtocolError):
-            pass
-
-
-@attrs.define(eq=False)
-class Handshake:
-    """A WebSocket upgrade request, not yet answered."""
-
-    request: HttpRequest
-    subprotocols: list[str]
-    max_message_bytes: int
-    _stream: trio.SocketStream
-    _ws: wsproto.WSConnection
-    _trailing: bytes
-    socket: WireSocket | None = None
-
-    async def accept(self, subprotocol: str | None = None) -> WireSocket:
-        """Complete the handshake; the socket is open once this returns."""
-        data = self._ws.send(AcceptConnection(subprotocol=subprotocol))
-        await self._stream.send_all(data)
-        socket = WireSocket(self._stream, self._ws, self.max_message_bytes)
-        if self._trailing:
-            self._ws.receive_data(self._trailing)
-            socket._events.extend(self._ws.events())
-        self.socket = socket
-        return socket
 
 
 HttpHandler = Callable[[HttpRequest], Awaitable[HttpResponse]]

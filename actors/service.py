@@ -32,7 +32,8 @@ from ._connection import (
 )
 from ._errors import InvalidRequest
 from ._protocol import ProtocolError
-from ._wire import Handshake, HttpRequest, HttpResponse
+from ._websocket import Handshake
+from ._wire import HttpRequest, HttpResponse
 
 if TYPE_CHECKING:
     from ._core import Core

@@ -31,14 +31,8 @@ import trio
 import runtime
 from actors._auth import DEV_SECRET, InvalidToken, TokenSigner
 from actors._serve import GC_THRESHOLD, tuned_gc
-from actors._wire import (
-    Handshake,
-    HttpRequest,
-    HttpResponse,
-    WireServer,
-    WireSocket,
-    open_listening_socket,
-)
+from actors._websocket import Handshake, WireSocket
+from actors._wire import HttpRequest, HttpResponse, WireServer, open_listening_socket
 
 CLOSE_GOING_AWAY = 1001
 CLOSE_UNAUTHORIZED = 4401

@@ -21,14 +21,8 @@ import trio.testing
 from wsproto.frame_protocol import FrameProtocol, Opcode
 
 from actors import RunningServer
-from actors._wire import (
-    Handshake,
-    HttpRequest,
-    HttpResponse,
-    WireServer,
-    open_listening_socket,
-    text_frame,
-)
+from actors._websocket import Handshake, text_frame
+from actors._wire import HttpRequest, HttpResponse, WireServer, open_listening_socket
 
 from .kit import PATIENCE, ServerHandle, connect, http_get, ping, wait_until
 

@@ -10,9 +10,9 @@ import json
 import trio
 import trio.testing
 
+from actors._websocket import Handshake
 from actors._wire import (
     KEEP_ALIVE_TIMEOUT,
-    Handshake,
     HttpRequest,
     HttpResponse,
     WireServer,
