@@ -29,6 +29,10 @@ class Workload:
     latency_samples: int  # round trips timed one by one (latency loop)
     pykka_tells: int
     pykka_round_trips: int
+    sleepers: int  # tasks sleeping at once, the busy timer load
+    light_sleepers: int  # tasks sleeping at once, the light timer load
+    sleeps_per_task: int
+    sleep_period_s: float
 
 
 FULL = Workload(
@@ -38,6 +42,10 @@ FULL = Workload(
     latency_samples=20_000,
     pykka_tells=100_000,
     pykka_round_trips=20_000,
+    sleepers=1_000,
+    light_sleepers=100,
+    sleeps_per_task=20,
+    sleep_period_s=0.02,
 )
 QUICK = Workload(
     hops=100_000,
@@ -46,6 +54,10 @@ QUICK = Workload(
     latency_samples=3_000,
     pykka_tells=25_000,
     pykka_round_trips=5_000,
+    sleepers=300,
+    light_sleepers=50,
+    sleeps_per_task=10,
+    sleep_period_s=0.02,
 )
 WARM_UP = Workload(
     hops=5_000,
@@ -54,6 +66,10 @@ WARM_UP = Workload(
     latency_samples=100,
     pykka_tells=500,
     pykka_round_trips=100,
+    sleepers=50,
+    light_sleepers=10,
+    sleeps_per_task=3,
+    sleep_period_s=0.005,
 )
 
 Result = dict[str, float]

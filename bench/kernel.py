@@ -16,6 +16,11 @@ Pykka, raw trio, kernel, ...) so that machine noise hits all of them alike:
   kernel ask                  sequential `await ref.ask(x)`
   Pykka tell / ask            `pykka.ThreadingActor`: N `tell`s then one
                               `ask().get()`; sequential `ask(...).get()`
+  trio.sleep / runtime.sleep  N tasks each sleeping a fixed period (20 ms) K
+                              times, their first sleeps spread over one period:
+                              process CPU time per sleep and wake-up lateness
+                              (actual minus requested); busy (1,000 tasks) and
+                              light (100 tasks)
 
 Rates are medians over repetitions. Ratios are taken within each repetition
 (kernel against the baseline measured moments before it) and the median of
@@ -23,8 +28,10 @@ those is reported. Latency percentiles come from a separate loop timing each
 round trip with `perf_counter_ns`; throughput loops carry no timing code.
 An untimed probe then replays each send variant, reading the mailbox depth
 before every send, to show how deep the queue got and how many sends had to
-wait for room. Targets (DESIGN.md): send >= 0.4x the non-blocking hop, ask
->= 0.9x the raw request/reply, and ask faster than Pykka's.
+wait for room. The sleep ratios are trio.sleep's CPU per sleep over
+runtime.sleep's in the same repetition (bench/_kernel_timers.py says how
+they are measured). Targets (DESIGN.md): send >= 0.4x the non-blocking hop,
+ask >= 0.9x the raw request/reply, and ask faster than Pykka's.
 """
 
 from __future__ import annotations
@@ -46,6 +53,12 @@ from ._kernel_runtime import (
     kernel_send_default_capacity,
     kernel_send_small_capacity,
     probe_send,
+)
+from ._kernel_timers import (
+    runtime_sleep_busy,
+    runtime_sleep_light,
+    trio_sleep_busy,
+    trio_sleep_light,
 )
 from ._kernel_workload import (
     DEFAULT_CAPACITY,
@@ -84,6 +97,10 @@ MEASUREMENTS: list[Measurement] = [
     ("kernel ask", kernel_ask),
     ("Pykka tell", pykka_tell),
     ("Pykka ask", pykka_ask),
+    ("trio.sleep, busy", trio_sleep_busy),
+    ("runtime.sleep, busy", runtime_sleep_busy),
+    ("trio.sleep, light", trio_sleep_light),
+    ("runtime.sleep, light", runtime_sleep_light),
 ]
 
 #: ratio name -> (numerator, denominator), taken within each repetition.
@@ -100,6 +117,11 @@ RATIOS = {
     ),
     "ask_vs_raw_ratio": ("ask_per_s", "raw_rr_per_s"),
     "ask_vs_pykka_ratio": ("ask_per_s", "pykka_ask_per_s"),
+    "busy_sleep_cpu_trio_vs_runtime_ratio": ("trio_sleep_busy_cpu_us", "runtime_sleep_busy_cpu_us"),
+    "light_sleep_cpu_trio_vs_runtime_ratio": (
+        "trio_sleep_light_cpu_us",
+        "runtime_sleep_light_cpu_us",
+    ),
 }
 
 
@@ -169,6 +191,20 @@ def _table_rows(
     ]  # fmt: skip
 
 
+def _sleep_rows(m: dict[str, float], work: Workload) -> list[list[Any]]:
+    ms = f"{work.sleep_period_s * 1e3:g} ms"
+    rows: list[list[Any]] = []
+    for load, tasks in (("busy", work.sleepers), ("light", work.light_sleepers)):
+        for name in ("trio", "runtime"):
+            key = f"{name}_sleep_{load}"
+            rows.append([
+                f"{name}.sleep, {tasks:,} tasks every {ms}", tasks * work.sleeps_per_task,
+                m[f"{key}_cpu_us"], m[f"{key}_late_p50_ms"], m[f"{key}_late_p99_ms"],
+                m[f"{key}_cpu_share"],
+            ])  # fmt: skip
+    return rows
+
+
 def _verdicts(medians: dict[str, float]) -> dict[str, bool]:
     met = {name: medians[name] >= target for name, target in TARGETS.items()}
     met.update({name: medians[name] > target for name, target in TARGETS_ABOVE.items()})
@@ -210,6 +246,11 @@ def main(argv: list[str] | None = None) -> None:
         ["measurement", "N", "per second", "p50 µs", "p99 µs", "backpressure (probe)"],
         _table_rows(medians, work, probes),
         align="<>>>><",
+    )
+    print()
+    _report.print_table(
+        ["sleepers", "sleeps", "CPU µs/sleep", "late p50 ms", "late p99 ms", "CPU/wall"],
+        _sleep_rows(medians, work),
     )
     print()
     _report.print_table(
