@@ -6,10 +6,12 @@ connection forever."""
 from __future__ import annotations
 
 import json
+from typing import Any
 
 import trio
 import trio.testing
 
+from actors import Agent, GreenroomService, RunContext, TokenSigner, open_core
 from actors._websocket import Handshake
 from actors._wire import (
     KEEP_ALIVE_TIMEOUT,
@@ -19,7 +21,7 @@ from actors._wire import (
     open_listening_socket,
 )
 
-from .kit import PATIENCE, wait_until
+from .kit import PATIENCE, connect, receive, run, wait_until
 from .test_wire import _RawWebSocket
 
 
@@ -118,3 +120,37 @@ async def test_a_body_sent_too_slowly_is_dropped_after_the_timeout(
 
     assert trio.current_time() - started >= KEEP_ALIVE_TIMEOUT
     await wait_until(lambda: wire.open_streams == 0)
+
+
+class _LastWordIsLong(Agent):
+    """Thinks once, at length, and then says nothing more for a while."""
+
+    name = "long_last_word"
+
+    async def run(self, ctx: RunContext, input: Any) -> Any:
+        await ctx.thinking("x" * 3_000_000)
+        await trio.sleep_forever()
+
+
+async def test_an_event_the_socket_took_only_part_of_arrives_whole_with_nothing_after_it(
+    nursery: trio.Nursery, signer: TokenSigner
+) -> None:
+    """The bridge's direct write leaves the rest of a big event unsent; with
+    no later event to push it out, the connection flushes it itself."""
+    async with open_core(agents=[_LastWordIsLong]) as core:
+        service = GreenroomService(signer, core=core)
+        wire = WireServer(
+            open_listening_socket("127.0.0.1", 0), service.wire_http, service.wire_websocket
+        )
+        await nursery.start(wire.run)
+        host, port = wire.address
+        async with connect(
+            f"ws://{host}:{port}/ws", signer.mint("alice"), max_message_size=1 << 23
+        ) as ws:
+            await run(ws, "long_last_word", run_id="r")
+            started = await receive(ws)
+            thinking = await receive(ws)
+        wire.stop()
+
+    assert started["type"] == "agent_started"
+    assert thinking["type"] == "agent_thinking" and len(thinking["data"]["text"]) == 3_000_000
