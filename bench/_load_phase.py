@@ -1,17 +1,17 @@
-"""`bench.load`'s phases: one server, N users over one epoll set (`Mux`),
-measured (`Phase`); a round is the bare phase then greenroom's."""
+"""`bench.load`'s phases: one server, N users, measured (`Phase`); a round
+is the bare phase then greenroom's."""
 
 from __future__ import annotations
 
 import json
 import math
 import random
-import select
 import signal
 import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from typing import Any
 
 import attrs
@@ -28,11 +28,9 @@ from ._load_client import (
     RawWebSocket,
     TrioWebSocket,
     User,
-    _client_frame,
-    _close_socket,
-    _send_all,
     scrape_metrics,
 )
+from ._load_mux import Mux
 from ._load_report import _timeline
 from ._load_servers import (
     ROOT,
@@ -49,94 +47,6 @@ from ._load_servers import (
 )
 
 SATURATED = 0.90
-
-
-class Mux:
-    """Every raw connection of a phase in one epoll set, served by one task.
-
-    One trio wake-up serves all the sockets that became readable together,
-    one `recv` each: per event the client pays a `recv` share, the frame
-    parse, `json.loads` and the checks, rather than a task switch and the
-    I/O registration dance of a task per socket.
-    """
-
-    def __init__(self, phase: Phase) -> None:
-        self.phase = phase
-        self.epoll = select.epoll()
-        self.conns: dict[int, tuple[RawWebSocket, User]] = {}
-
-    def add(self, ws: RawWebSocket, user: User) -> None:
-        fd = ws.sock.fileno()
-        self.conns[fd] = (ws, user)
-        self.epoll.register(fd, select.EPOLLIN)
-
-    async def start_runs(self, nursery: trio.Nursery) -> None:
-        """Each user's first run, after its random delay."""
-        jitter = self.phase.load.jitter
-        began = trio.current_time()
-        rng = random.Random(0)  # the same delays for both servers
-        for delay, fd in sorted((rng.uniform(0, jitter), fd) for fd in self.conns):
-            await trio.sleep_until(began + delay)
-            entry = self.conns.get(fd)
-            if entry is not None:
-                self._next_run(*entry, nursery)
-
-    def _next_run(self, ws: RawWebSocket, user: User, nursery: trio.Nursery) -> None:
-        load = self.phase.load
-        if user.runs_started == load.runs_per_user:
-            user.finished = True
-            self.phase._settle()
-            return
-        run_id = f"r{user.runs_started}"
-        user.runs_started += 1
-        user.run_id, user.run_events = run_id, 0
-        request = {"type": "run", "agent": load.agent, "input": load.input, "run_id": run_id}
-        frame = _client_frame(0x1, json.dumps(request).encode())
-        try:
-            sent = ws.sock.send(frame)
-        except BlockingIOError:
-            sent = 0
-        except OSError:
-            return  # the connection is gone: its end is read next
-        if sent < len(frame):
-            nursery.start_soon(_send_all, ws.sock, frame[sent:])
-
-    async def serve(self, nursery: trio.Nursery) -> None:
-        epoll, conns, phase = self.epoll, self.conns, self.phase
-        books = phase.books
-        try:
-            while conns:
-                await trio.lowlevel.wait_readable(epoll)
-                now = time.time()
-                for fd, _ in epoll.poll(0):
-                    entry = conns.get(fd)
-                    if entry is None:
-                        continue
-                    ws, user = entry
-                    texts = ws.feed()
-                    if texts:
-                        running = user.run_id is not None
-                        user.take(texts, now)
-                        if running and user.run_id is None:
-                            self._next_run(ws, user, nursery)
-                    if ws.closed:
-                        epoll.unregister(fd)
-                        del conns[fd]
-                        _close_socket(ws.sock)
-                        books.close_codes[str(ws.close_code or "none")] += 1
-                        if not user.finished:
-                            books.violate(
-                                "closed_mid_run",
-                                f"{user.user_id}/{user.run_id}: close code {ws.close_code}",
-                            )
-                            user.finished = True
-                            phase._settle()
-                        phase._closed()
-        finally:
-            for ws, _ in conns.values():
-                _close_socket(ws.sock)
-            trio.lowlevel.notify_closing(epoll)
-            epoll.close()
 
 
 @attrs.define(eq=False)
@@ -162,10 +72,11 @@ class Phase:
     began_wall: float = 0.0
     timeline: list[tuple[float, float, float, int, int, int]] = attrs.Factory(list)
     mux: Mux = attrs.field(init=False)
+    _token: trio.lowlevel.TrioToken | None = attrs.field(default=None, init=False)
 
     def __attrs_post_init__(self) -> None:
         self.books = Books(self.load)
-        self.mux = Mux(self)
+        self.mux = Mux(self.load, self.books, self._settle, self._closed)
 
     # sessions
 
@@ -198,7 +109,7 @@ class Phase:
             self._closed()
             return
         if isinstance(ws, RawWebSocket):
-            self.mux.add(ws, User(user_id, books))  # its task serves it from here
+            self.mux.add(ws, User(user_id, books))  # its thread serves it from here
             return
         try:
             await self._runs(ws, User(user_id, books))  # one task per user
@@ -246,15 +157,23 @@ class Phase:
         finally:
             self._settle()
 
+    # Called in trio, and from the start signal on also in the mux's thread
+    # (the only one counting raw users then): the events are set in trio.
+
     def _settle(self) -> None:
+        """One more user's runs are over (done, or abandoned)."""
         self.books.settled += 1
         if self.books.settled == self.load.users:
-            self.done.set()
+            self._in_trio(self.done.set)
 
     def _closed(self) -> None:
         self.books.closed += 1
         if self.books.closed == self.load.users:
-            self.all_closed.set()
+            self._in_trio(self.all_closed.set)
+
+    def _in_trio(self, fn: Callable[[], object]) -> None:
+        assert self._token is not None, "only while `run` runs"
+        self._token.run_sync_soon(fn)
 
     # sampling
 
@@ -324,6 +243,7 @@ class Phase:
             self.command, cwd=ROOT, stdout=subprocess.PIPE, stderr=log, stdin=subprocess.DEVNULL
         )
         result: dict[str, Any] = {"server_log": log.name}
+        self._token = trio.lowlevel.current_trio_token()
         try:
             self.host, self.port = await _read_address(process)
             self.server = psutil.Process(process.pid)
@@ -348,8 +268,7 @@ class Phase:
                 spy = _start_py_spy(self.profile, self.name, process.pid)
                 self.go.set()
                 if self.mux.conns:
-                    nursery.start_soon(self.mux.serve, nursery)
-                    nursery.start_soon(self.mux.start_runs, nursery)
+                    nursery.start_soon(self.mux.serve)
                 with trio.move_on_after(self.timeout) as waited:
                     await self.done.wait()
                 measured = time.perf_counter() - self.began
@@ -363,11 +282,7 @@ class Phase:
                 rss_hwm = _rss_high_water(process.pid)
                 if self.name == "greenroom":
                     result.update(await scrape_metrics(self.host, self.port))
-                if waited.cancelled_caught:
-                    left = load.users - books.settled
-                    books.violate(
-                        "timeout", f"{left} users still running after {self.timeout:.0f} s"
-                    )
+                left = load.users - books.settled if waited.cancelled_caught else None
                 self._progress(end="\n")
 
                 stopping = time.perf_counter()
@@ -382,6 +297,9 @@ class Phase:
                 process.kill()
                 process.wait()
             log.close()
+        # Recorded once the mux's thread is over, as it records its own.
+        if left is not None:
+            books.violate("timeout", f"{left} users still running after {self.timeout:.0f} s")
         if exit_code != 0:
             books.violate("server_exit", f"{self.name} exited with {exit_code}")
         stats = _latency_stats(books.latency)

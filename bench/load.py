@@ -43,10 +43,11 @@ server CPU per event / the bare server's. With --repeat R, R rounds and
 their medians.
 
 The client is one trio process speaking RFC 6455 on plain non-blocking
-sockets, all of them in one epoll set served by one task (about 4x less CPU
-per event than `--client trio-websocket`, one task per user). It says so
-when it is saturated (above 90 % of one core over the measured phase), and
-likewise for the server (one trio thread) and the machine.
+sockets: trio makes the connections, then all of them sit in one epoll set
+served by one worker thread (far less CPU per event than `--client
+trio-websocket`, one task per user). It says so when it is saturated (above
+90 % of one core over the measured phase), and likewise for the server (one
+trio thread) and the machine.
 
 Targets (DESIGN.md, at 1 000 users), reported, not asserted: >= 20 000
 events/s with p99 < 50 ms, no violation, overhead <= 1.25x the bare
