@@ -8,8 +8,9 @@ against a bare WebSocket server on the same stack, to price the runtime.
                          [--server-log-level LEVEL] [--py-spy DIR]
 
 A round has two phases, each with its own server as a subprocess: first the
-baseline, `python -m bench._bare_server --port 0` (Starlette on Hypercorn's
-trio worker like greenroom, no runtime behind it: the run's own task writes
+baseline, `python -m bench._bare_server --port 0` (greenroom's own HTTP and
+WebSocket server, `actors._wire`, with the same garbage-collector settings
+and `runtime.sleep`, but no runtime behind it: the run's own task writes
 the same event shapes at the same pace straight to the socket), then
 `python -m actors.cli serve --dev --port 0` with limits that fit the load
 (--max-engines >= N, a subscriber queue of at least 4 runs' events). Each
@@ -208,7 +209,7 @@ def main(argv: list[str] | None = None) -> int:
             "wall_seconds": round(wall, 2),
             "quick": bool(args.quick),
             "repeat": repeat,
-            **_report.environment("trio", "hypercorn", "starlette", "wsproto"),
+            **_report.environment("trio", "h11", "wsproto"),
             "load": attrs.asdict(load),
             "events_per_run": load.events_per_run,
             "events_per_s": _rounded(g["events_per_s"]),
