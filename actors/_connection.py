@@ -14,6 +14,8 @@ from typing import TYPE_CHECKING, Any, Protocol
 import attrs
 import trio
 
+import runtime
+
 from ._errors import CoreClosed, DuplicateRun, InvalidRequest, UnknownAgent, UnknownRun
 from ._events import Event
 from ._protocol import (
@@ -266,7 +268,7 @@ class Connection:
         from cancellation, so the transport is aborted under it)."""
         interval = max(self.write_timeout / 4, 0.01)
         while True:
-            await trio.sleep(interval)
+            await runtime.sleep(interval)
             since = self._writing_since
             if since is not None and trio.current_time() - since > self.write_timeout:
                 self._closed = True
