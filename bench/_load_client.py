@@ -400,7 +400,9 @@ class User:
             try:
                 event = _decode(payload)
                 kind, seq, user_id = event["type"], event["seq"], event["user_id"]
-                run_id, ts = event["run_id"], event["ts"]
+                run_id, ts, data = event["run_id"], event["ts"], event["data"]
+                if type(seq) is not int or type(ts) is not float or type(data) is not dict:
+                    raise TypeError("seq, ts or data of the wrong type")
             except (ValueError, KeyError, TypeError):
                 books.violate("not_an_event", f"{self.user_id} got {payload[:200]!r}")
                 continue
@@ -432,7 +434,7 @@ class User:
                 self.run_id = None
                 books.runs_done += 1
                 if kind == "agent_error":
-                    books.failed_runs[str(event["data"].get("reason"))] += 1
+                    books.failed_runs[str(data.get("reason"))] += 1
                 elif self.run_events != self.expected:
                     books.violate(
                         "wrong_event_count",

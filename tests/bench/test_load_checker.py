@@ -51,6 +51,9 @@ def test_a_clean_run_has_no_violations() -> None:
         ([event("agent_started", 1), event("agent_completed", 2), event("agent_error", 3)],
          "stray_event"),
         (["not json"], "not_an_event"),
+        ([event("agent_started", 1).replace('"seq": 1', '"seq": "1"')], "not_an_event"),
+        ([event("agent_started", 1).replace('"ts": 0.0', '"ts": null')], "not_an_event"),
+        ([event("agent_started", 1).replace('"data": {}', '"data": []')], "not_an_event"),
     ],
 )  # fmt: skip
 def test_each_kind_of_violation_is_reported(frames: list[Any], kind: str) -> None:
