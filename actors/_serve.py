@@ -25,6 +25,9 @@ log = logging.getLogger("greenroom")
 #: Allocations between young garbage collections in `greenroom serve`
 #: (Python's default is 700).
 GC_THRESHOLD = 50_000
+#: Young collections per middle one, and middle ones per full one, in
+#: `greenroom serve` (Python's defaults are 10 and 10).
+GC_OLDER = (50, 100)
 
 
 def _whole_number(instance: object, attribute: attrs.Attribute[int], value: int) -> None:
@@ -102,18 +105,20 @@ def tuned_gc(threshold: int) -> Iterator[None]:
     """For a process that serves: move everything alive now (modules, the
     core, the demo agents) out of the collector's sight (`gc.freeze`), and
     collect the young generation every `threshold` allocations instead of
-    every 700. With thousands of connections, each young collection walks
-    objects that live for the whole connection; on this project's machine
-    the collector was the largest single cost per event. Cycles are still
-    collected, later and in bigger batches; `bench.load` reports the RSS.
-    Restores the collector's settings on the way out; 0 changes nothing."""
+    every 700, and the older ones less often too (`GC_OLDER`). With
+    thousands of connections, each young collection walks objects that live
+    for the whole connection, and a full one walks everything: at 5,000
+    connections a full collection took over a second and found nothing to
+    free, several times during a shutdown. Cycles are still collected, later
+    and in bigger batches; `bench.load` reports the RSS. Restores the
+    collector's settings on the way out; 0 changes nothing."""
     if threshold == 0:
         yield
         return
     before = gc.get_threshold()
     gc.collect()
     gc.freeze()
-    gc.set_threshold(threshold, *before[1:])
+    gc.set_threshold(threshold, *GC_OLDER)
     try:
         yield
     finally:
@@ -138,16 +143,19 @@ async def serve(
                 file=sys.stderr,
             )
             return 1
-        try:
-            host, port = running.address
-            print(
-                f"greenroom serving on http://{host}:{port} (WebSocket: {running.url})", flush=True
-            )
-            with tuned_gc(options.gc_threshold):
+        # Tuned from start-up (frozen) until the last socket is closed: the
+        # shutdown allocates as much as a busy minute.
+        with tuned_gc(options.gc_threshold):
+            try:
+                host, port = running.address
+                print(
+                    f"greenroom serving on http://{host}:{port} (WebSocket: {running.url})",
+                    flush=True,
+                )
                 async for signum in received:
                     log.info("received %s: shutting down", signal.Signals(signum).name)
                     break
-        finally:
-            await server.__aexit__(None, None, None)
+            finally:
+                await server.__aexit__(None, None, None)
     log.info("stopped")
     return 0
