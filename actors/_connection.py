@@ -56,6 +56,14 @@ WRITE_BATCH = 256
 class Transport(Protocol):
     """An accepted WebSocket, as a connection uses it."""
 
+    @property
+    def writes_now(self) -> bool:
+        """Whether `send_texts_nowait` can ever write."""
+
+    @property
+    def sending_since(self) -> float | None:
+        """When the write now waiting for the peer began (None: none waits)."""
+
     async def send_texts(self, texts: Sequence[str]) -> None:
         """Send each text as one frame, in order, after anything an earlier
         `send_texts_nowait` left unsent. Raises `trio.BrokenResourceError`
@@ -113,7 +121,6 @@ class Connection:
     write_timeout: float
     _nursery: trio.Nursery | None = None
     _writer: _Writer | None = None
-    _writing_since: float | None = None
     _closed: bool = False
     last_seq_sent: int = 0
 
@@ -172,9 +179,7 @@ class Connection:
                         except trio.EndOfChannel:
                             break
                         batch = subscription.take_ready(item, WRITE_BATCH)
-                        self._writing_since = trio.current_time()
                         await self.transport.send_texts([each.to_json() for each in batch])
-                        self._writing_since = None
                         for each in batch:
                             if type(each) is Event:
                                 self.last_seq_sent = each.seq
@@ -195,7 +200,7 @@ class Connection:
     def _deliver_now(self, writer: _Writer, event: Event) -> bool:
         """Called by the bridge, in its own task: write `event` now if the
         writer is idle and the socket takes it; never blocks."""
-        if not writer.idle:
+        if not writer.idle or not self.transport.writes_now:
             return False
         unsent = self.transport.send_texts_nowait((event.to_json(),))
         if unsent is None:
@@ -211,9 +216,7 @@ class Connection:
 
     async def _flush(self) -> None:
         """Send what a write from the bridge left in the transport."""
-        self._writing_since = trio.current_time()
         await self.transport.send_texts(())
-        self._writing_since = None
 
     async def _read(self) -> None:
         while True:
@@ -269,7 +272,7 @@ class Connection:
         interval = max(self.write_timeout / 4, 0.01)
         while True:
             await runtime.sleep(interval)
-            since = self._writing_since
+            since = self.transport.sending_since
             if since is not None and trio.current_time() - since > self.write_timeout:
                 self._closed = True
                 self.transport.abort()

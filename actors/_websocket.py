@@ -13,7 +13,7 @@ import os
 import struct
 from collections import deque
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import attrs
 import trio
@@ -62,20 +62,25 @@ def _reason(text: str) -> str:
 @attrs.define(eq=False)
 class WireSocket:
     """One accepted WebSocket. `send_texts` writes a batch of text frames in
-    one `send_all`; `receive` returns the next whole message (str or bytes),
-    or None once the peer has closed or gone. Pings are answered here.
+    one write; `receive` returns the next whole message (str or bytes), or
+    None once the peer has closed or gone. Pings are answered here.
 
     Sends from several tasks take turns (a FIFO lock). A send on a socket
     whose peer is gone raises `trio.BrokenResourceError`; after this side's
-    close frame, `trio.ClosedResourceError`. Cancelling a send leaves the
-    stream unusable: the connection is then over.
+    close frame or `abort`, `trio.ClosedResourceError`. A send cancelled
+    part-way keeps the rest of its bytes and the next send writes them
+    first, so frames are never cut. `sending_since` is when the send now
+    waiting for the peer to make room began (None if none is waiting).
     """
 
     stream: trio.SocketStream
     _ws: wsproto.WSConnection
     max_message_bytes: int
+    #: `send_texts_nowait` can write (the bridge's direct path).
+    writes_now: ClassVar[bool] = True
+    sending_since: float | None = None
     _lock: trio.StrictFIFOLock = attrs.Factory(trio.StrictFIFOLock)
-    #: What a `send_texts_nowait` could not write; goes out first.
+    #: Bytes of frames already begun: they go out before anything else.
     _unsent: bytes = b""
     _events: deque[Any] = attrs.Factory(deque)
     _parts: list[Any] = attrs.Factory(list)
@@ -91,25 +96,12 @@ class WireSocket:
         Fast path: when no other send is in progress and the socket's buffer
         takes every byte at once, one non-blocking `send` writes them and
         this returns without yielding (and without checking for
-        cancellation); otherwise the rest goes out through `send_all`, which
-        yields and waits for room as trio does.
+        cancellation); otherwise it waits for room, as trio's `send_all`
+        does. Cancelled while waiting, it keeps the rest for the next send.
         """
         if self.close_sent:
             raise trio.ClosedResourceError("this side has closed the WebSocket")
-        data = b"".join([text_frame(text) for text in texts])
-        lock = self._lock
-        try:
-            lock.acquire_nowait()
-        except trio.WouldBlock:
-            await lock.acquire()
-        try:
-            if self._unsent:
-                data, self._unsent = self._unsent + data, b""
-            data = data[self._send_now(data) :]
-            if data:
-                await self.stream.send_all(data)
-        finally:
-            lock.release()
+        await self._write(b"".join([text_frame(text) for text in texts]))
 
     def send_texts_nowait(self, texts: Sequence[str]) -> int | None:
         """Write the frames now if no send is in progress: None if nothing
@@ -127,7 +119,33 @@ class WireSocket:
         self._unsent = data[sent:]
         return len(self._unsent)
 
-    def _send_now(self, data: bytes) -> int:
+    async def _write(self, data: bytes) -> None:
+        """Write `_unsent`, then `data`, holding the lock; see `send_texts`."""
+        lock = self._lock
+        try:
+            lock.acquire_nowait()
+        except trio.WouldBlock:
+            await lock.acquire()
+        try:
+            data, self._unsent = self._unsent + data, b""
+            sent = self._send_now(data)
+            if sent < len(data):
+                await self._write_rest(memoryview(data), sent)
+        finally:
+            lock.release()
+
+    async def _write_rest(self, data: memoryview, sent: int) -> None:
+        self.sending_since = trio.current_time()
+        try:
+            while sent < len(data):
+                await trio.lowlevel.wait_writable(self.stream.socket)
+                sent += self._send_now(data[sent:])
+        finally:
+            self.sending_since = None
+            if sent < len(data):
+                self._unsent = bytes(data[sent:])
+
+    def _send_now(self, data: bytes | memoryview) -> int:
         """As much of `data` as the socket takes without blocking."""
         # fileno() is -1 once the socket is closed (never a reused number).
         fd = self.stream.socket.fileno()
@@ -142,9 +160,7 @@ class WireSocket:
 
     async def _send_raw(self, data: bytes) -> None:
         try:
-            async with self._lock:
-                data, self._unsent = self._unsent + data, b""
-                await self.stream.send_all(data)
+            await self._write(data)
         except (trio.BrokenResourceError, trio.ClosedResourceError):
             pass  # the peer is gone: nothing left to tell it
 

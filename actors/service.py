@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Awaitable, Callable, Mapping, Sequence
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, ClassVar
 
 import attrs
 import trio
@@ -88,13 +88,24 @@ class AsgiTransport:
     cancelled."""
 
     websocket: WebSocket
+    writes_now: ClassVar[bool] = False
+    #: Start times of the sends in progress, by a token per send.
+    _sending: dict[object, float] = attrs.Factory(dict)
+
+    @property
+    def sending_since(self) -> float | None:
+        return min(self._sending.values(), default=None)
 
     async def send_texts(self, texts: Sequence[str]) -> None:
+        token = object()
+        self._sending[token] = trio.current_time()
         try:
             for text in texts:
                 await self.websocket.send_text(text)
         except (RuntimeError, OSError, WebSocketDisconnect) as error:
             raise trio.BrokenResourceError("the WebSocket is closed") from error
+        finally:
+            del self._sending[token]
 
     def send_texts_nowait(self, texts: Sequence[str]) -> None:
         return None  # an ASGI send is always awaited
@@ -110,10 +121,14 @@ class AsgiTransport:
         return data
 
     async def close(self, code: int, reason: str = "") -> None:
+        token = object()
+        self._sending[token] = trio.current_time()
         try:
             await self.websocket.close(code, reason)
         except (RuntimeError, OSError):
             pass  # already closed by the peer
+        finally:
+            del self._sending[token]
 
     def abort(self) -> None:
         pass

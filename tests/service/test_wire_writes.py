@@ -6,12 +6,16 @@ connection forever."""
 from __future__ import annotations
 
 import json
+import socket
+from collections.abc import Callable
 from typing import Any
 
 import trio
 import trio.testing
+import wsproto
+from wsproto.events import AcceptConnection, CloseConnection, Request, TextMessage
 
-from actors import Agent, GreenroomService, RunContext, TokenSigner, open_core
+from actors import Agent, GreenroomService, RunContext, RunningServer, TokenSigner, open_core
 from actors._websocket import Handshake
 from actors._wire import (
     KEEP_ALIVE_TIMEOUT,
@@ -154,3 +158,45 @@ async def test_an_event_the_socket_took_only_part_of_arrives_whole_with_nothing_
 
     assert started["type"] == "agent_started"
     assert thinking["type"] == "agent_thinking" and len(thinking["data"]["text"]) == 3_000_000
+
+
+async def test_a_resume_while_a_frame_is_half_written_finishes_that_frame_first(
+    server: RunningServer, mint: Callable[[str], str]
+) -> None:
+    """The old writer is cancelled in the middle of a big frame; the new one
+    must send the rest of it before its replay, or the client reads garbage."""
+    host, port = server.address
+    raw = socket.socket()
+    raw.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    raw.connect((host, port))
+    raw.setblocking(False)
+    stream = trio.SocketStream(trio.socket.from_stdlib_socket(raw))
+    client = wsproto.WSConnection(wsproto.ConnectionType.CLIENT)
+    await stream.send_all(client.send(Request(host="g", target=f"/ws?token={mint('alice')}")))
+    with trio.fail_after(PATIENCE):
+        while not any(isinstance(e, AcceptConnection) for e in client.events()):
+            client.receive_data(await stream.receive_some(65536))
+    run = {"type": "run", "agent": "echo", "input": "x" * 800_000, "run_id": "big"}
+    await stream.send_all(client.send(TextMessage(json.dumps(run))))
+    await wait_until(
+        lambda: any(c.transport.sending_since is not None for c in server.service.connections)
+    )
+
+    await stream.send_all(client.send(TextMessage(json.dumps({"type": "resume", "after": 0}))))
+    messages: list[dict[str, Any]] = []
+    parts: list[str] = []
+    with trio.fail_after(PATIENCE):
+        while [m["seq"] for m in messages][-2:] != [1, 2] or len(messages) < 3:
+            client.receive_data(await stream.receive_some(65536))
+            for event in client.events():
+                assert not isinstance(event, CloseConnection), event
+                if isinstance(event, TextMessage):
+                    parts.append(event.data)
+                    if event.message_finished:
+                        messages.append(json.loads("".join(parts)))
+                        parts.clear()
+    await stream.aclose()
+
+    # What the old writer had begun, whole; then the replay, whole.
+    assert [m["seq"] for m in messages] in ([1, 1, 2], [1, 2, 1, 2])
+    assert [m["type"] for m in messages][-2:] == ["agent_started", "agent_completed"]
