@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import logging
 import time
 from collections import deque
 from collections.abc import AsyncIterator, Callable
@@ -17,6 +18,8 @@ from runtime import Actor, ActorRef, ActorStopped, MailboxFull
 from ._errors import CoreClosed
 from ._events import Event, Gap
 from ._streams import StreamBooks, Subscriber
+
+log = logging.getLogger("greenroom")
 
 
 @attrs.frozen
@@ -102,8 +105,13 @@ class BridgeActor(Actor[Any]):
     def _deliver(self, event: Event) -> None:
         for subscriber in list(self.books.subscribers(event.user_id)):
             deliver_now = subscriber.deliver_now
-            if deliver_now is not None and deliver_now(event):
-                continue
+            if deliver_now is not None:
+                try:
+                    if deliver_now(event):
+                        continue
+                except Exception:
+                    # One subscriber's failure must not take the bridge down.
+                    log.exception("deliver_now failed for %s; queueing", subscriber.user_id)
             try:
                 subscriber.send.send_nowait(event)
             except trio.WouldBlock:

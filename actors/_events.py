@@ -63,8 +63,22 @@ class Event:
         }
 
     def to_json(self) -> str:
-        """The wire form: a JSON object (anything unserialisable is repr'd)."""
-        return _dumps(self.to_dict())
+        """The wire form: a JSON object. A value JSON has no form for is
+        repr'd; `data` that cannot be encoded at all (keys that are not
+        strings, a cycle) becomes `{"unencodable": repr(data)}`. Never raises."""
+        try:
+            return _dumps(self.to_dict())
+        except Exception:
+            wire = self.to_dict()
+            wire["data"] = {"unencodable": _safe_repr(self.data)}
+            return _dumps(wire)
+
+
+def _safe_repr(value: object) -> str:
+    try:
+        return repr(value)[:10_000]
+    except Exception:
+        return f"<{type(value).__name__}>"
 
 
 @attrs.frozen

@@ -79,25 +79,26 @@ async def open_server(options: ServeOptions, signer: TokenSigner) -> AsyncIterat
         write_timeout=options.write_timeout,
     )
     sock = open_listening_socket(options.host, options.port)
-    async with open_core(options.core, agents=DEMO_AGENTS) as core:
-        service = GreenroomService(signer, settings, core)
-        http = WireServer(
-            sock,
-            service.wire_http,
-            service.wire_websocket,
-            max_message_bytes=options.max_message_bytes,
-        )
-        async with trio.open_nursery() as nursery:
-            await nursery.start(http.run)
-            try:
-                yield RunningServer(core, service, http)
-            finally:
-                with trio.CancelScope(shield=True):
-                    http.stop_accepting()
-                    with trio.move_on_after(options.shutdown_timeout):
-                        await service.shutdown()
-                        await http.wait_closed()
-                    http.stop()
+    with sock:  # closed here too if the core fails to start
+        async with open_core(options.core, agents=DEMO_AGENTS) as core:
+            service = GreenroomService(signer, settings, core)
+            http = WireServer(
+                sock,
+                service.wire_http,
+                service.wire_websocket,
+                max_message_bytes=options.max_message_bytes,
+            )
+            async with trio.open_nursery() as nursery:
+                await nursery.start(http.run)
+                try:
+                    yield RunningServer(core, service, http)
+                finally:
+                    with trio.CancelScope(shield=True):
+                        http.stop_accepting()
+                        with trio.move_on_after(options.shutdown_timeout):
+                            await service.shutdown()
+                            await http.wait_closed()
+                        http.stop()
 
 
 @contextmanager
@@ -143,8 +144,8 @@ async def serve(
                 file=sys.stderr,
             )
             return 1
-        # Tuned from start-up (frozen) until the last socket is closed: the
-        # shutdown allocates as much as a busy minute.
+        # Tuned once serving (what start-up built is frozen) until the last
+        # socket is closed: the shutdown allocates as much as a busy minute.
         with tuned_gc(options.gc_threshold):
             try:
                 host, port = running.address

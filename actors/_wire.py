@@ -11,6 +11,7 @@ to an HTTP handler; both are plain async functions given an `HttpRequest`.
 
 from __future__ import annotations
 
+import logging
 import socket
 from collections.abc import Awaitable, Callable
 from functools import partial
@@ -28,6 +29,8 @@ from wsproto.events import (
 from wsproto.utilities import RemoteProtocolError
 
 from ._websocket import READ_SIZE, Handshake
+
+log = logging.getLogger("greenroom")
 
 #: Seconds an HTTP connection may sit idle between requests, and that a
 #: request's body may take to arrive.
@@ -120,15 +123,20 @@ class WireServer:
         self, *, task_status: trio.TaskStatus[WireServer] = trio.TASK_STATUS_IGNORED
     ) -> None:
         listener = trio.SocketListener(trio.socket.from_stdlib_socket(self.sock))
-        async with trio.open_nursery() as handlers:
-            self._handlers = handlers
-            async with trio.open_nursery() as acceptor:
-                self._accepting = acceptor.cancel_scope
-                await acceptor.start(
-                    partial(trio.serve_listeners, self._serve, [listener], handler_nursery=handlers)
-                )
-                task_status.started(self)
-            await listener.aclose()
+        try:
+            async with trio.open_nursery() as handlers:
+                self._handlers = handlers
+                async with trio.open_nursery() as acceptor:
+                    self._accepting = acceptor.cancel_scope
+                    await acceptor.start(
+                        partial(
+                            trio.serve_listeners, self._serve, [listener], handler_nursery=handlers
+                        )
+                    )
+                    task_status.started(self)
+                await listener.aclose()
+        finally:
+            self.sock.close()
 
     def stop_accepting(self) -> None:
         if self._accepting is not None:
@@ -156,6 +164,9 @@ class WireServer:
             await self._serve_requests(stream, (peer[0], peer[1]))
         except (trio.BrokenResourceError, trio.ClosedResourceError, OSError):
             pass  # the peer went away
+        except Exception:
+            # A failure serving one connection ends that connection only.
+            log.exception("serving a connection failed; closing it")
         finally:
             self._streams.discard(stream)
             await stream.aclose()
@@ -172,14 +183,20 @@ class WireServer:
                     return
             if not isinstance(event, h11.Request):
                 return  # idle too long, or the peer closed
-            request = _request(event, client)
-            if request.path == self.websocket_path and _is_upgrade(request):
-                await self._upgrade(connection, stream, event, request)
+            try:
+                request = _request(event, client)
+            except ValueError as error:  # h11 takes targets urlsplit refuses
+                await _respond_error(connection, stream, 400, f"bad request target: {error}")
                 return
-            if request.path == self.websocket_path:
-                response = HttpResponse(426, b"this path takes WebSocket connections only\n")
-            elif request.method not in ("GET", "HEAD"):
+            if request.method not in ("GET", "HEAD"):
                 response = HttpResponse(405, f"{request.method} is not allowed here\n".encode())
+            elif request.path == self.websocket_path and _is_upgrade(request):
+                if request.method == "GET":
+                    await self._upgrade(connection, stream, event, request)
+                    return
+                response = HttpResponse(405, b"a WebSocket upgrade takes GET\n")
+            elif request.path == self.websocket_path:
+                response = HttpResponse(426, b"this path takes WebSocket connections only\n")
             else:
                 response = await self.http(request)
             complete = False
@@ -191,7 +208,10 @@ class WireServer:
                     return
             if not complete:
                 return
-            await _send_response(connection, stream, response, head=request.method == "HEAD")
+            with trio.move_on_after(KEEP_ALIVE_TIMEOUT) as sending:  # a peer not reading
+                await _send_response(connection, stream, response, head=request.method == "HEAD")
+            if sending.cancelled_caught:
+                return
             if connection.our_state is not h11.DONE or connection.their_state is not h11.DONE:
                 return
             connection.start_next_cycle()
