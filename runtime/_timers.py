@@ -110,8 +110,8 @@ def _timers() -> _Timers:
         return _TIMERS.get()
     except LookupError:
         timers = _Timers()
-        _TIMERS.set(timers)
         trio.lowlevel.spawn_system_task(timers.run, name="greenroom timers")
+        _TIMERS.set(timers)  # only once a waker runs for it
         return timers
 
 
@@ -125,6 +125,8 @@ async def sleep_until(deadline: float) -> None:
     if deadline <= trio.current_time():
         await trio.lowlevel.checkpoint()
         return
+    if math.isinf(deadline):
+        await trio.sleep_forever()  # as trio.sleep_until(inf) does
     timers = _timers()
     sleeper = _Sleeper(current_task())
 
@@ -132,7 +134,10 @@ async def sleep_until(deadline: float) -> None:
         timers.cancel(sleeper)
         return Abort.SUCCEEDED
 
-    timers.add(max(deadline, math.ceil(deadline / RESOLUTION) * RESOLUTION), sleeper)
+    ticks = deadline / RESOLUTION
+    if ticks < 2**53:  # beyond, a float has no finer steps to round to
+        deadline = max(deadline, math.ceil(ticks) * RESOLUTION)
+    timers.add(deadline, sleeper)
     await wait_task_rescheduled(abort)
 
 

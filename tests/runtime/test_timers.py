@@ -136,3 +136,14 @@ async def test_the_waker_ends_with_the_run() -> None:
 
     await trio.to_thread.run_sync(trio.run, nap)
     await trio.to_thread.run_sync(trio.run, nap)
+
+
+async def test_an_endless_sleep_lasts_until_cancelled_as_trios_does(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    with trio.move_on_after(10**9) as scope:
+        await sleep(math.inf)
+    assert scope.cancelled_caught
+    with trio.move_on_after(5) as scope:
+        await sleep(1e308)
+    assert scope.cancelled_caught
