@@ -37,6 +37,7 @@ serve: $(STAMP)
 bench: $(STAMP)
 	$(BIN)/python -m bench.kernel --quick
 	$(BIN)/python -m bench.factory --quick
+	$(BIN)/python -m bench.pipeline --quick
 	$(BIN)/python -m bench.load --quick
 
 clean:
