@@ -20,7 +20,16 @@ import trio
 from prometheus_client.parser import text_string_to_metric_families
 from trio_websocket import ConnectionClosed, WebSocketConnection, open_websocket_url
 
-from actors import RunningServer, ServeOptions, TokenSigner, open_server
+from actors import (
+    Agent,
+    GreenroomService,
+    RunningServer,
+    ServeOptions,
+    TokenSigner,
+    open_core,
+    open_server,
+)
+from actors._wire import WireServer, open_listening_socket
 
 SECRET = "service-tests-secret-0123456789abcdef"
 TERMINAL = ("agent_completed", "agent_error")
@@ -57,6 +66,23 @@ async def hold_server(
             await stop.wait()
     finally:
         stopped.set()
+
+
+@asynccontextmanager
+async def serve_agents(signer: TokenSigner, agents: list[type[Agent]]) -> AsyncIterator[str]:
+    """greenroom's own server for `agents` (instead of the demo ones) on a
+    free port, for the block; yields its WebSocket URL."""
+    async with open_core(agents=agents) as core, trio.open_nursery() as nursery:
+        service = GreenroomService(signer, core=core)
+        wire = WireServer(
+            open_listening_socket("127.0.0.1", 0), service.wire_http, service.wire_websocket
+        )
+        await nursery.start(wire.run)
+        host, port = wire.address
+        try:
+            yield f"ws://{host}:{port}/ws"
+        finally:
+            wire.stop()
 
 
 @asynccontextmanager

@@ -8,10 +8,9 @@ from typing import Any
 
 import trio
 
-from actors import Agent, GreenroomService, RunContext, RunningServer, TokenSigner, open_core
-from actors._wire import WireServer, open_listening_socket
+from actors import Agent, RunContext, RunningServer, TokenSigner
 
-from .kit import PATIENCE, connect, ping, read_until_ended, run
+from .kit import PATIENCE, connect, ping, read_until_ended, run, serve_agents
 
 
 async def _exchange(address: tuple[str, int], data: bytes) -> bytes:
@@ -58,26 +57,18 @@ class _Unencodable(Agent):
 
 
 async def test_an_event_json_cannot_encode_reaches_the_client_described_and_nothing_breaks(
-    nursery: trio.Nursery, signer: TokenSigner
+    signer: TokenSigner,
 ) -> None:
-    async with open_core(agents=[_Unencodable]) as core:
-        service = GreenroomService(signer, core=core)
-        wire = WireServer(
-            open_listening_socket("127.0.0.1", 0), service.wire_http, service.wire_websocket
-        )
-        await nursery.start(wire.run)
-        host, port = wire.address
-        url = f"ws://{host}:{port}/ws"
-        async with (
-            connect(url, signer.mint("alice")) as alice,
-            connect(url, signer.mint("bob")) as bob,
-        ):
-            await run(alice, "unencodable", run_id="a1")
-            await run(alice, "unencodable", run_id="a2")
-            alices = await read_until_ended(alice, runs=2)
-            await run(bob, "unencodable", run_id="b1")
-            bobs = await read_until_ended(bob)
-        wire.stop()
+    async with (
+        serve_agents(signer, [_Unencodable]) as url,
+        connect(url, signer.mint("alice")) as alice,
+        connect(url, signer.mint("bob")) as bob,
+    ):
+        await run(alice, "unencodable", run_id="a1")
+        await run(alice, "unencodable", run_id="a2")
+        alices = await read_until_ended(alice, runs=2)
+        await run(bob, "unencodable", run_id="b1")
+        bobs = await read_until_ended(bob)
 
     for events in (alices, bobs):
         completed = [e for e in events if e["type"] == "agent_completed"]

@@ -15,7 +15,7 @@ import trio.testing
 import wsproto
 from wsproto.events import AcceptConnection, CloseConnection, Request, TextMessage
 
-from actors import Agent, GreenroomService, RunContext, RunningServer, TokenSigner, open_core
+from actors import Agent, RunContext, RunningServer, TokenSigner
 from actors._websocket import Handshake
 from actors._wire import (
     KEEP_ALIVE_TIMEOUT,
@@ -25,7 +25,7 @@ from actors._wire import (
     open_listening_socket,
 )
 
-from .kit import PATIENCE, connect, receive, run, wait_until
+from .kit import PATIENCE, connect, receive, run, serve_agents, wait_until
 from .test_wire import _RawWebSocket
 
 
@@ -137,24 +137,17 @@ class _LastWordIsLong(Agent):
 
 
 async def test_an_event_the_socket_took_only_part_of_arrives_whole_with_nothing_after_it(
-    nursery: trio.Nursery, signer: TokenSigner
+    signer: TokenSigner,
 ) -> None:
     """The bridge's direct write leaves the rest of a big event unsent; with
     no later event to push it out, the connection flushes it itself."""
-    async with open_core(agents=[_LastWordIsLong]) as core:
-        service = GreenroomService(signer, core=core)
-        wire = WireServer(
-            open_listening_socket("127.0.0.1", 0), service.wire_http, service.wire_websocket
-        )
-        await nursery.start(wire.run)
-        host, port = wire.address
-        async with connect(
-            f"ws://{host}:{port}/ws", signer.mint("alice"), max_message_size=1 << 23
-        ) as ws:
-            await run(ws, "long_last_word", run_id="r")
-            started = await receive(ws)
-            thinking = await receive(ws)
-        wire.stop()
+    async with (
+        serve_agents(signer, [_LastWordIsLong]) as url,
+        connect(url, signer.mint("alice"), max_message_size=1 << 23) as ws,
+    ):
+        await run(ws, "long_last_word", run_id="r")
+        started = await receive(ws)
+        thinking = await receive(ws)
 
     assert started["type"] == "agent_started"
     assert thinking["type"] == "agent_thinking" and len(thinking["data"]["text"]) == 3_000_000
