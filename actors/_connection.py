@@ -106,10 +106,12 @@ class _Writer:
 class Connection:
     """Serves one authenticated user's socket until either side closes it.
 
-    Events reach the socket only through this connection's own writer task,
-    fed by a bounded subscription: the bridge never waits for a socket. A
-    consumer that falls behind is closed with 1013 (it may resume); one whose
-    writes have not completed within `write_timeout` is aborted by `abort`.
+    Events reach the socket through this connection's own writer task, fed
+    by a bounded subscription, or, while that writer is idle, straight from
+    the bridge with one non-blocking write (`_deliver_now`): the bridge
+    never waits for a socket. A consumer that falls behind is closed with
+    1013 (it may resume); one whose write has waited for the peer longer
+    than `write_timeout` is aborted (`Transport.abort`).
     """
 
     core: Core
