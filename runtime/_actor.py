@@ -70,6 +70,29 @@ class Actor(Generic[M]):
         """This actor's own reference (stable across restarts)."""
         return ActorRef(self._cell)
 
+    def forward(self, to: ActorRef[Any], message: Any) -> None:
+        """Hand the ask being handled to `to`, as `message`: the asker gets
+        `to`'s reply (or its error, or `ActorStopped` if `to` stops before
+        replying) in place of this handler's, and is never woken in between.
+
+        Never yields. Only while handling an ask (`RuntimeError` otherwise).
+        Raises `MailboxFull` or `ActorStopped` if `to` cannot take it; the
+        ask then stays this handler's to answer. Once it is forwarded, this
+        handler's return value is ignored, and an exception it raises
+        crashes the actor, as one raised handling a `send` does.
+        """
+        cell = self._cell
+        request = cell.current_ask
+        if request is None:
+            raise RuntimeError(f"{cell.name} is not handling an ask; there is nothing to forward")
+        original, request.message = request.message, message
+        try:
+            to.send_nowait(request)
+        except BaseException:
+            request.message = original
+            raise
+        cell.current_ask = None
+
     @property
     def nursery(self) -> trio.Nursery:
         """The nursery of the actor's current activation, for its own tasks."""
@@ -381,9 +404,12 @@ class _Cell:
                     try:
                         result = await handle(item.message)
                     except Exception as error:
+                        if self.current_ask is not item:
+                            raise  # forwarded: the asker is no longer ours to answer
                         item.fail(error)
                     else:
-                        item.reply(result)
+                        if self.current_ask is item:
+                            item.reply(result)
                     self.current_ask = None
                 else:
                     await handle(item)
