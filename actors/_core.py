@@ -71,8 +71,7 @@ class Core:
             raise CoreClosed("the core is shutting down")
         for attempt in (1, 2):
             try:
-                async with self.factory.user_execution_scope(ctx) as engine:
-                    await engine.submit(ctx, agent, input)
+                await self.factory.submit(ctx, agent, input)
                 break
             except ActorStopped:
                 # The engine stopped (it crashed, or was cleaned up) before it

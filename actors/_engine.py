@@ -9,7 +9,7 @@ from typing import Any, Literal
 import attrs
 import trio
 
-from runtime import Actor, ActorRef, ActorStopped
+from runtime import Actor, ActorRef, ActorStopped, MailboxFull
 
 from ._agents import AgentRegistry, RunContext
 from ._bridge import Emit, OpenRun
@@ -264,11 +264,15 @@ class EngineActor(Actor[Any]):
             seconds = trio.current_time() - began
             data["duration_ms"] = round(seconds * 1000.0, 3)
             terminal = AGENT_COMPLETED if outcome == "completed" else AGENT_ERROR
-            with trio.CancelScope(shield=True):
+            emit = Emit(self.user_id, record.run_id, terminal, data, time.time())
+            try:
                 try:
-                    await self._emit(record, terminal, data)
-                except ActorStopped:
-                    pass
+                    env.bridge.send_nowait(emit)
+                except MailboxFull:
+                    with trio.CancelScope(shield=True):  # nothing may stop the terminal event
+                        await env.bridge.send(emit)
+            except ActorStopped:
+                pass
             env.runs.ended(record.agent, outcome, seconds)
             audit("run_ended", user_id=self.user_id, run_id=record.run_id, outcome=outcome)
         try:

@@ -16,6 +16,7 @@ from runtime import (
     ActorStatistics,
     ActorStopped,
     ChildExited,
+    MailboxFull,
     RestartType,
     Supervisor,
 )
@@ -74,8 +75,9 @@ class _MakeEngine:
 
 
 def _is_idle(entry: EngineEntry) -> bool:
-    ref: ActorRef[Any] = entry.ref
-    return ref.statistics().state == "dormant"
+    """Dormant with nothing queued: a run handed on to it is not idle."""
+    stats = entry.ref.statistics()
+    return stats.state == "dormant" and stats.mailbox_depth == 0
 
 
 class FactoryActor(Actor[Any]):
@@ -114,6 +116,14 @@ class FactoryActor(Actor[Any]):
         books = self.books
         now = trio.current_time()
         match message:
+            case Submit(ctx):
+                engine = await self._acquire(ctx.user_id, True, False, now)
+                try:
+                    # The engine answers the asker itself: one round trip, no lease.
+                    self.forward(engine._ref, message)
+                except MailboxFull:
+                    return engine  # the asker submits itself, waiting for room
+                return None
             case Acquire(user_id, create, lease):
                 return await self._acquire(user_id, create, lease, now)
             case Release(user_id):
@@ -249,11 +259,33 @@ class EngineFactory:
         try:
             yield engine
         finally:
-            with trio.CancelScope(shield=True):
+            release = Release(ctx.user_id)
+            try:
                 try:
-                    await self._ref.send(Release(ctx.user_id))
-                except ActorStopped:
-                    pass
+                    self._ref.send_nowait(release)
+                except MailboxFull:
+                    with trio.CancelScope(shield=True):
+                        await self._ref.send(release)
+            except ActorStopped:
+                pass
+
+    async def submit(self, ctx: UserContext, agent: str, input: Any) -> str:
+        """Start or queue a run on the user's engine, created if they have
+        none, in one round trip: the factory hands the request on and the
+        engine replies (see `UserEngine.submit`). Raises `ActorStopped` if
+        the engine stopped before taking it (a retry gets a fresh one),
+        `EngineLimitReached`, and `CoreClosed` once the factory is shut down.
+        """
+        try:
+            reply = await self._ref.ask(Submit(ctx, agent, input))
+        except ActorStopped:
+            if self._ref.stopped:
+                raise CoreClosed("the engine factory is shut down") from None
+            raise
+        if isinstance(reply, UserEngine):  # its mailbox was full
+            return await reply.submit(ctx, agent, input)
+        result: str = reply
+        return result
 
     async def cleanup_engine(self, user_id: str) -> bool:
         """End the user's live runs (`agent_error` "cancelled") and stop their

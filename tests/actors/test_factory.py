@@ -19,6 +19,9 @@ from actors import (
     open_core,
 )
 
+from actors._engine import EngineActor, Submit
+from actors._factory import _is_idle
+
 from .kit import read_until_ended, terminal_of, types_of
 
 
@@ -312,3 +315,71 @@ async def test_cancelling_a_run_as_its_engine_crashes_finds_no_live_run(
             seen = await read_until_ended(events, [run_id])
 
             assert terminal_of(seen, run_id).data["reason"] == "exception"
+
+
+async def test_submit_through_the_factory_creates_the_engine_and_takes_no_lease() -> None:
+    async with open_core() as core, core.subscribe("alice") as events:
+        ctx = user("alice")
+
+        assert await core.factory.submit(ctx, "echo", "hi") == "started"
+        seen = await read_until_ended(events, [ctx.run_id])
+
+        assert terminal_of(seen, ctx.run_id).data["output"] == "hi"
+        stats = core.factory.metrics()
+        assert (stats.engines_active, stats.leases) == (1, 0)
+        again = user("alice")
+        assert await core.factory.submit(again, "echo", 2) == "started"
+        assert core.factory.metrics().engines_created_total == 1
+
+
+async def test_an_engine_with_a_run_handed_to_it_is_not_idle_while_still_dormant() -> None:
+    async with open_core(CoreConfig(max_engines=1)) as core:
+        engine = await core.factory.create_for_user(user("alice"))
+        await wait_all_tasks_blocked()
+        entry = core.factory._books.get("alice")
+        assert entry is not None and _is_idle(entry)
+
+        engine._ref.send_nowait(Submit(user("alice"), "echo", None))
+
+        # Its task has not run yet, but the run waiting in its mailbox counts.
+        assert engine.statistics().state == "dormant"
+        assert not _is_idle(entry)
+        with pytest.raises(EngineLimitReached):
+            await core.factory.create_for_user(user("bob"))
+        assert engine.alive
+
+
+async def test_a_run_the_engines_full_mailbox_cannot_take_is_submitted_by_the_caller(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(EngineActor, "mailbox_capacity", 1)
+    async with open_core(CoreConfig(max_queued_runs_per_user=4)) as core:
+        async with core.subscribe("alice") as events:
+            await core.factory.create_for_user(user("alice"))
+            await wait_all_tasks_blocked()
+            runs = [user("alice") for _ in range(3)]
+            results: list[str] = []
+            by_caller: list[str] = []
+            submit_to_engine = UserEngine.submit
+
+            async def spy(engine: UserEngine, ctx: UserContext, agent: str, input: Any) -> str:
+                by_caller.append(ctx.run_id)
+                return await submit_to_engine(engine, ctx, agent, input)
+
+            monkeypatch.setattr(UserEngine, "submit", spy)
+
+            async def submit(ctx: UserContext) -> None:
+                results.append(await core.factory.submit(ctx, "echo", ctx.run_id))
+
+            async with trio.open_nursery() as nursery:
+                for ctx in runs:  # all three reach the factory in one go
+                    nursery.start_soon(submit, ctx)
+
+            # The first fills the dormant engine's mailbox; the other two
+            # come back to their callers, which wait for room.
+            assert len(by_caller) == 2
+            assert set(by_caller) < {ctx.run_id for ctx in runs}
+            assert set(results) <= {"started", "queued"} and len(results) == 3
+            seen = await read_until_ended(events, [ctx.run_id for ctx in runs])
+        for ctx in runs:
+            assert terminal_of(seen, ctx.run_id).data["output"] == ctx.run_id
