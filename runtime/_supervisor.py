@@ -347,26 +347,28 @@ class Supervisor:
             cell.state = "running"
         while True:
             crash: BaseException | None = None
-            scope = cell.scope = trio.CancelScope()
+            # The nursery's own scope is the one `stop_child` cancels.
+            stopped_in_order = False
             try:
-                with scope:
-                    async with trio.open_nursery() as nursery:
-                        cell.nursery = nursery
-                        actor = cell.actor
-                        if actor is None:
-                            actor = cell.actor = cell.spec.factory()
-                        if not hasattr(actor, "_cell"):
-                            actor._cell = cell
-                            await actor.on_start()
-                        if starting:
-                            starting = False
-                            if cell.state == "starting":
-                                cell.state = "running"
-                            task_status.started()
-                        await cell.serve(actor)
-                        if cell.state == "stopping":
-                            await actor.on_stop()
-                            nursery.cancel_scope.cancel()
+                async with trio.open_nursery() as nursery:
+                    scope = cell.scope = nursery.cancel_scope
+                    cell.nursery = nursery
+                    actor = cell.actor
+                    if actor is None:
+                        actor = cell.actor = cell.spec.factory()
+                    if not hasattr(actor, "_cell"):
+                        actor._cell = cell
+                        await actor.on_start()
+                    if starting:
+                        starting = False
+                        if cell.state == "starting":
+                            cell.state = "running"
+                        task_status.started()
+                    await cell.serve(actor)
+                    if cell.state == "stopping":
+                        await actor.on_stop()
+                        stopped_in_order = True
+                        nursery.cancel_scope.cancel()
             except Exception as error:
                 cell.nursery = None
                 if starting:
@@ -389,7 +391,8 @@ class Supervisor:
                 raise
             else:
                 cell.nursery = None
-                if cell.state != "stopping" and not scope.cancelled_caught:
+                cut = scope.cancelled_caught and not stopped_in_order
+                if cell.state != "stopping" and not cut:
                     if len(cell.mailbox):
                         continue
                     cell.state = "dormant"
@@ -397,7 +400,7 @@ class Supervisor:
                     cell.mailbox.shrink()
                     cell.mailbox.on_arrival = cell.wake
                     return
-                if cell.mailbox.closed or scope.cancelled_caught:
+                if cell.mailbox.closed or cut:
                     verdict = _Verdict.STOP
                 else:
                     verdict = self._verdict(cell.spec.restart, normal=cell.normal_exit)

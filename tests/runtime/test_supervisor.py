@@ -149,6 +149,33 @@ async def test_the_restart_type_decides_whether_an_actor_that_stopped_itself_com
                 await ref.ask(Get())
 
 
+class Tasker(Worker):
+    """A worker with a task of its own running all its life."""
+
+    async def on_start(self) -> None:
+        await super().on_start()
+        self.start_task(trio.sleep_forever)
+
+
+@pytest.mark.parametrize(
+    ("restart", "comes_back"), [(RestartType.PERMANENT, True), (RestartType.TRANSIENT, False)]
+)
+async def test_an_actor_that_stopped_itself_with_tasks_running_is_restarted_by_its_type(
+    restart: RestartType, comes_back: bool
+) -> None:
+    log = Log()
+    async with open_actor_system() as system:
+        ref = await system.spawn(partial(Tasker, "t", log), restart=restart)
+
+        await ref.send(Exit())
+        await wait_all_tasks_blocked()
+
+        # Cancelling its own tasks after on_stop is part of an orderly stop.
+        assert log.stopped == ["t"]
+        assert ref.stopped is not comes_back
+        assert log.started == (["t", "t"] if comes_back else ["t"])
+
+
 async def test_an_actor_stopped_through_its_ref_is_not_restarted_even_if_permanent() -> None:
     log = Log()
     async with open_actor_system() as system:
