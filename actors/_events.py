@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from json.encoder import encode_basestring_ascii
 from typing import Any, Final
 
 import attrs
@@ -33,8 +34,13 @@ ERROR_REASONS: Final = ("exception", "timeout", "cancelled", "rejected", "shutdo
 _ENCODER: Final = json.JSONEncoder(separators=(",", ":"), default=repr)
 
 
-def _dumps(value: dict[str, Any]) -> str:
+def _dumps(value: Any) -> str:
     return _ENCODER.encode(value)
+
+
+#: How the encoder writes a str (ASCII, escaped).
+_string: Final = encode_basestring_ascii
+_FINITE: Final = float("inf")
 
 
 @attrs.frozen(kw_only=True)
@@ -67,6 +73,21 @@ class Event:
         repr'd; `data` that cannot be encoded at all (keys that are not
         strings, a cycle) becomes `{"unencodable": repr(data)}`. Never raises."""
         try:
+            ts = self.ts
+            if (
+                type(self.type) is str
+                and type(self.seq) is int
+                and type(self.user_id) is str
+                and type(self.run_id) is str
+                and type(ts) is float
+                and -_FINITE < ts < _FINITE
+            ):
+                # The envelope by hand, exactly as the encoder would write it.
+                return (
+                    f'{{"type":{_string(self.type)},"seq":{self.seq!r},'
+                    f'"user_id":{_string(self.user_id)},"run_id":{_string(self.run_id)},'
+                    f'"ts":{ts!r},"data":{_dumps(self.data)}}}'
+                )
             return _dumps(self.to_dict())
         except Exception:
             wire = self.to_dict()

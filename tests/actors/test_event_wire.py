@@ -1,0 +1,45 @@
+"""`Event.to_json`: the wire form is exactly what a JSON encoder writes."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from hypothesis import given
+from hypothesis import strategies as st
+
+from actors import Event
+
+#: How the wire form was defined before it was written out by hand.
+_REFERENCE = json.JSONEncoder(separators=(",", ":"), default=repr)
+
+_json_values = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats() | st.text(),
+    lambda children: (
+        st.lists(children, max_size=3) | st.dictionaries(st.text(max_size=5), children, max_size=3)
+    ),
+    max_leaves=8,
+)
+
+
+@given(
+    type=st.text(),
+    seq=st.integers(min_value=0),
+    user_id=st.text(),
+    run_id=st.text(),
+    ts=st.floats(),
+    data=st.dictionaries(st.text(), _json_values, max_size=4),
+)
+def test_the_wire_form_is_what_the_json_encoder_writes(
+    type: str, seq: int, user_id: str, run_id: str, ts: float, data: dict[str, Any]
+) -> None:
+    event = Event(type=type, seq=seq, user_id=user_id, run_id=run_id, ts=ts, data=data)
+
+    assert event.to_json() == _REFERENCE.encode(event.to_dict())
+
+
+@given(ts=st.one_of(st.integers(), st.booleans(), st.none()), seq=st.booleans())
+def test_fields_of_unexpected_types_are_still_encoded_as_json_would(ts: Any, seq: Any) -> None:
+    event = Event(type="agent_thinking", seq=seq, user_id="u", run_id="r", ts=ts, data={})
+
+    assert event.to_json() == _REFERENCE.encode(event.to_dict())
