@@ -27,7 +27,8 @@ def check_id(field: str, value: object) -> str:
         raise InvalidRequest(
             f"{field} must be at most {MAX_ID_LENGTH} characters, got {len(value)}"
         )
-    if not value.isprintable() or any(ch.isspace() for ch in value):
+    # Of the white space, only " " is printable.
+    if not value.isprintable() or " " in value:
         raise InvalidRequest(f"{field} must be printable characters without spaces, got {value!r}")
     return value
 

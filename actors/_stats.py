@@ -21,10 +21,14 @@ RUN_BUCKETS = (0.01, 0.05, 0.1, 0.5, 1.0, 5.0, 10.0, 30.0, 60.0, 300.0, 900.0, 1
 _audit = logging.getLogger("greenroom.audit")
 
 
+#: Built once (`json.dumps` with options builds an encoder per call).
+_AUDIT_ENCODER = json.JSONEncoder(separators=(",", ":"), default=str)
+
+
 def audit(what: str, **fields: Any) -> None:
     """Write one audit record: a JSON object on one line, through logging."""
     if _audit.isEnabledFor(logging.INFO):
-        _audit.info(json.dumps({"event": what, **fields}, separators=(",", ":"), default=str))
+        _audit.info(_AUDIT_ENCODER.encode({"event": what, **fields}))
 
 
 @attrs.define(eq=False, slots=True)
