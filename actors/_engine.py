@@ -264,13 +264,13 @@ class EngineActor(Actor[Any]):
             seconds = trio.current_time() - began
             data["duration_ms"] = round(seconds * 1000.0, 3)
             terminal = AGENT_COMPLETED if outcome == "completed" else AGENT_ERROR
-            emit = Emit(self.user_id, record.run_id, terminal, data, time.time())
+            last = Emit(self.user_id, record.run_id, terminal, data, time.time())
             try:
                 try:
-                    env.bridge.send_nowait(emit)
+                    env.bridge.send_nowait(last)
                 except MailboxFull:
                     with trio.CancelScope(shield=True):  # nothing may stop the terminal event
-                        await env.bridge.send(emit)
+                        await env.bridge.send(last)
             except ActorStopped:
                 pass
             env.runs.ended(record.agent, outcome, seconds)

@@ -76,7 +76,8 @@ class _MakeEngine:
 
 def _is_idle(entry: EngineEntry) -> bool:
     """Dormant with nothing queued: a run handed on to it is not idle."""
-    stats = entry.ref.statistics()
+    ref: ActorRef[Any] = entry.ref
+    stats = ref.statistics()
     return stats.state == "dormant" and stats.mailbox_depth == 0
 
 

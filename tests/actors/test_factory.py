@@ -18,7 +18,6 @@ from actors import (
     UserEngine,
     open_core,
 )
-
 from actors._engine import EngineActor, Submit
 from actors._factory import _is_idle
 
