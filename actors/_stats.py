@@ -18,7 +18,8 @@ LATENCY_BUCKETS = (
 #: Run duration buckets in seconds, from 10 ms to 30 min.
 RUN_BUCKETS = (0.01, 0.05, 0.1, 0.5, 1.0, 5.0, 10.0, 30.0, 60.0, 300.0, 900.0, 1800.0)
 
-_audit = logging.getLogger("greenroom.audit")
+_AUDIT_NAME = "greenroom.audit"
+_audit = logging.getLogger(_AUDIT_NAME)
 
 
 #: Built once (`json.dumps` with options builds an encoder per call).
@@ -26,9 +27,18 @@ _AUDIT_ENCODER = json.JSONEncoder(separators=(",", ":"), default=str)
 
 
 def audit(what: str, **fields: Any) -> None:
-    """Write one audit record: a JSON object on one line, through logging."""
+    """Write one audit record: a JSON object on one line, through logging.
+
+    The record is handed to the logger directly: `Logger.info` would first
+    walk the stack for the caller's file and line, which an audit record
+    does not report and which cost a third of writing one.
+    """
     if _audit.isEnabledFor(logging.INFO):
-        _audit.info(_AUDIT_ENCODER.encode({"event": what, **fields}))
+        fields = {"event": what, **fields}
+        record = _audit.makeRecord(
+            _AUDIT_NAME, logging.INFO, __file__, 0, _AUDIT_ENCODER.encode(fields), None, None
+        )
+        _audit.handle(record)
 
 
 @attrs.define(eq=False, slots=True)

@@ -7,6 +7,7 @@ import logging
 import os
 import signal
 import sys
+import time
 from collections.abc import Sequence
 
 import trio
@@ -188,10 +189,36 @@ def _client_secret() -> str:
     return secret
 
 
+class _LogFormatter(logging.Formatter):
+    """The serve log's lines, with each second's date and time written once:
+    a busy server writes two audit lines a run."""
+
+    def __init__(self) -> None:
+        super().__init__("%(asctime)s %(levelname)s %(name)s %(message)s")
+        self._second = -1
+        self._text = ""
+
+    def formatTime(self, record: logging.LogRecord, datefmt: str | None = None) -> str:
+        second = int(record.created)
+        if second != self._second:
+            self._text = time.strftime(self.default_time_format, self.converter(record.created))
+            self._second = second
+        return f"{self._text},{int(record.msecs):03d}"
+
+
+def _configure_logging(level: str) -> None:
+    """Log lines to stderr, without the thread and process details that no
+    line shows (each costs a lookup per record)."""
+    logging.logThreads = False
+    logging.logProcesses = False
+    logging.logMultiprocessing = False
+    handler = logging.StreamHandler()
+    handler.setFormatter(_LogFormatter())
+    logging.basicConfig(level=level, handlers=[handler])
+
+
 def _serve(args: argparse.Namespace) -> int:
-    logging.basicConfig(
-        level=args.log_level, format="%(asctime)s %(levelname)s %(name)s %(message)s"
-    )
+    _configure_logging(args.log_level)
     from ._serve import ServeOptions, serve
 
     options = ServeOptions(

@@ -6,6 +6,8 @@ argument parsing is also exercised in-process, which is quicker.
 
 from __future__ import annotations
 
+import json
+import logging
 import os
 import re
 import signal
@@ -16,10 +18,12 @@ from pathlib import Path
 
 import pytest
 import trio
+from hypothesis import given
+from hypothesis import strategies as st
 
 from actors import RunningServer, ServeOptions, TokenSigner, open_server
 from actors._auth import DEV_SECRET
-from actors.cli import SECRET_ENV, main
+from actors.cli import SECRET_ENV, _LogFormatter, main
 
 from .kit import PATIENCE, connect, ping, read_until_closed, receive, run
 
@@ -91,7 +95,26 @@ async def test_sigterm_ends_live_runs_with_shutdown_closes_1001_and_exits_0(
     assert messages[0]["data"]["reason"] == "shutdown"
     assert code == 1001
     assert status == 0, (tmp_path / "serve.log").read_text()
-    assert "DEVELOPMENT MODE" in (tmp_path / "serve.log").read_text()
+    text = (tmp_path / "serve.log").read_text()
+    assert "DEVELOPMENT MODE" in text
+    audited = re.search(
+        r"^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3} INFO greenroom\.audit "
+        r"(\{.*\"run_id\":\"long\".*\})$",
+        text,
+        re.MULTILINE,
+    )
+    assert audited, text
+    assert json.loads(audited[1])["event"] == "run_started"
+
+
+@given(st.lists(st.floats(min_value=0, max_value=4e9), min_size=1, max_size=20))
+def test_the_serve_log_formats_time_as_logging_does(moments: list[float]) -> None:
+    standard = logging.Formatter("%(asctime)s %(levelname)s %(name)s %(message)s")
+    ours = _LogFormatter()  # keeps one second's text between records
+    for created in sorted(moments) + moments:
+        record = logging.LogRecord("greenroom.audit", logging.INFO, __file__, 0, "{}", None, None)
+        record.created, record.msecs = created, int(created * 1000) % 1000
+        assert ours.format(record) == standard.format(record)
 
 
 async def test_serve_without_a_secret_or_dev_refuses_to_start(env: dict[str, str]) -> None:
