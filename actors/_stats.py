@@ -36,7 +36,7 @@ def audit(what: str, **fields: Any) -> None:
     if _audit.isEnabledFor(logging.INFO):
         fields = {"event": what, **fields}
         record = _audit.makeRecord(
-            _AUDIT_NAME, logging.INFO, __file__, 0, _AUDIT_ENCODER.encode(fields), None, None
+            _AUDIT_NAME, logging.INFO, __file__, 0, _AUDIT_ENCODER.encode(fields), (), None
         )
         _audit.handle(record)
 
