@@ -163,8 +163,10 @@ class Supervisor:
         """Create an actor with `factory()`, start it, and return its ref.
 
         Returns once `on_start` has completed; an exception from the factory
-        or from `on_start` is raised here and nothing is left behind. When the
-        child stops for good, `monitor` (if given) receives `ChildExited`.
+        or from `on_start` is raised here and nothing is left behind. A
+        hibernating actor with no `on_start` of its own starts dormant, with
+        no task until its first message. When the child stops for good,
+        `monitor` (if given) receives `ChildExited`.
         """
         nursery = self._open_nursery()
         spec = ChildSpec(factory=factory, restart=restart, grace=grace)
@@ -183,7 +185,14 @@ class Supervisor:
         )
         cell.books.enlist(cell)
         self._children[cell] = None
-        await nursery.start(self._activation, cell)
+        if type(actor).hibernate and type(actor).on_start is Actor.on_start:
+            # Nothing to run before its first message: it starts dormant,
+            # and that message gives it its first task.
+            actor._cell = cell
+            cell.state = "dormant"
+            cell.mailbox.on_arrival = cell.wake
+        else:
+            await nursery.start(self._activation, cell)
         return ActorRef(cell)
 
     async def start_supervisor(

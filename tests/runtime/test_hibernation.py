@@ -73,6 +73,43 @@ async def test_a_hibernating_actor_goes_dormant_when_idle_and_holds_no_task() ->
         assert count_tasks() == tasks_before
 
 
+class Spawned(trio.abc.Instrument):
+    def __init__(self) -> None:
+        self.count = 0
+
+    def task_spawned(self, task: trio.lowlevel.Task) -> None:
+        self.count += 1
+
+
+async def test_a_hibernating_actor_without_on_start_is_spawned_dormant_without_a_task() -> None:
+    spawned = Spawned()
+    async with open_actor_system() as system:
+        trio.lowlevel.add_instrument(spawned)
+        ref = await system.spawn(Sleeper)
+        assert (spawned.count, ref.statistics().state) == (0, "dormant")
+
+        assert await ref.ask(Add(2)) == 2  # its first message gives it its first task
+        assert spawned.count == 1
+        trio.lowlevel.remove_instrument(spawned)
+
+
+class SleeperWithStart(Sleeper):
+    async def on_start(self) -> None:
+        await trio.lowlevel.checkpoint()
+        self.log.append("on_start")
+
+
+async def test_a_hibernating_actor_with_on_start_has_run_it_when_spawn_returns() -> None:
+    log: list[str] = []
+    async with open_actor_system() as system:
+        ref = await system.spawn(partial(SleeperWithStart, log))
+        assert log == ["on_start"]
+        await wait_all_tasks_blocked()
+        assert ref.statistics().state == "dormant"
+        assert await ref.ask(Add(1)) == 1
+        assert log == ["on_start"]
+
+
 async def test_a_dormant_actor_wakes_on_the_next_message_and_keeps_its_state() -> None:
     async with open_actor_system() as system:
         ref = await system.spawn(Sleeper)
