@@ -23,7 +23,9 @@ def _positive(instance: object, attribute: attrs.Attribute[int], value: int) -> 
         raise ValueError(f"{attribute.name} must be a positive integer, got {value!r}")
 
 
-@attrs.define(eq=False, slots=True)
+# Validated when made; a generated `__setattr__` would check every later
+# assignment too, on the path of every message.
+@attrs.define(eq=False, slots=True, on_setattr=attrs.setters.NO_OP)
 class Mailbox:
     """A FIFO of at most `capacity` messages with one consumer.
 
