@@ -242,8 +242,10 @@ class EngineActor(Actor[Any]):
                     record, AGENT_STARTED, {"agent": record.agent, "input": record.input}
                 )
 
+                bridge, user_id, run_id = env.bridge, self.user_id, record.run_id
+
                 async def emit(type: str, data: dict[str, Any]) -> None:
-                    await self._emit(record, type, data)
+                    await bridge.send(Emit(user_id, run_id, type, data, time.time()))
 
                 output = await agent_cls().run(RunContext(record.ctx, emit), record.input)
                 outcome, data = "completed", {"output": output}
