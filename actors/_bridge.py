@@ -13,6 +13,7 @@ from typing import Any, NamedTuple
 import attrs
 import trio
 
+import runtime
 from runtime import Actor, ActorRef, ActorStopped, MailboxFull
 
 from ._errors import CoreClosed
@@ -65,16 +66,37 @@ class EndSubscriptions:
     reason: str
 
 
+@attrs.frozen
+class SweepStreams:
+    """Retire the streams that have been quiet long enough (`StreamBooks.sweep`)."""
+
+
 class BridgeActor(Actor[Any]):
     """Feeds `StreamBooks` and delivers with `send_nowait` only: a full
-    subscriber queue ends that subscription ("overflow"); nobody waits."""
+    subscriber queue ends that subscription ("overflow"); nobody waits.
+    Every `retention / 2` seconds it sweeps the books, so that a user's
+    stream is retired between `retention` and twice that after it went
+    quiet."""
 
     mailbox_capacity = 65536
     kind = "bridge"
 
-    def __init__(self, books: StreamBooks) -> None:
+    def __init__(self, books: StreamBooks, retention: float) -> None:
         self.books = books
+        self.retention = retention
         self.closed = False
+
+    async def on_start(self) -> None:
+        self.start_task(self._sweeper, name="stream sweeper")
+
+    async def _sweeper(self) -> None:
+        ref = self.ref
+        while True:
+            await runtime.sleep(self.retention / 2)
+            try:
+                await ref.send(SweepStreams())
+            except ActorStopped:
+                return  # the bridge is stopping
 
     async def handle(self, message: Any) -> Any:
         books = self.books
@@ -98,6 +120,8 @@ class BridgeActor(Actor[Any]):
                 return replay
             case Unsubscribe(subscriber):
                 books.detach(subscriber)
+            case SweepStreams():
+                books.sweep()
             case EndSubscriptions(reason):
                 self.closed = True
                 for subscriber in books.all_subscribers():

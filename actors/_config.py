@@ -35,8 +35,11 @@ class CoreConfig:
     more wait; beyond both a run is rejected. `run_timeout`: seconds a run
     may take once started. `idle_timeout`: seconds without inbound work after
     which an idle engine is reaped. `replay_window`: events kept per user
-    for resume. `subscriber_queue`: events buffered per subscriber before
-    it is dropped as too slow.
+    for resume. `replay_retention`: seconds a user's replay window is kept
+    once they have no connection, no open run and no new event (it is
+    dropped between that and twice that; their seq carries on).
+    `subscriber_queue`: events buffered per subscriber before it is dropped
+    as too slow.
     """
 
     max_engines: int = attrs.field(default=10_000, validator=_whole(1))
@@ -45,4 +48,5 @@ class CoreConfig:
     run_timeout: float = attrs.field(default=300.0, validator=_seconds)
     idle_timeout: float = attrs.field(default=300.0, validator=_seconds)
     replay_window: int = attrs.field(default=1000, validator=_whole(1))
+    replay_retention: float = attrs.field(default=600.0, validator=_seconds)
     subscriber_queue: int = attrs.field(default=1000, validator=_whole(1))

@@ -167,7 +167,9 @@ async def open_core(
     agent_registry = AgentRegistry.of(agents)
     async with open_actor_system(name="greenroom", registry=registry) as system:
         stream_books = StreamBooks(config.replay_window)
-        bridge = await system.spawn(lambda: BridgeActor(stream_books), name="bridge")
+        bridge = await system.spawn(
+            lambda: BridgeActor(stream_books, config.replay_retention), name="bridge"
+        )
         engines = await system.start_supervisor("engines", concurrent_stop=True)
         run_books = RunBooks()
         env = EngineEnv(

@@ -81,6 +81,9 @@ class CoreCollector(Collector):
             "From an event's emission to its write to a socket.",
             core.delivery_seconds,
         )
+        users, held = streams.replay_held
+        yield GaugeMetricFamily(f"{ns}_replay_users", "Users whose replay window is held.", users)
+        yield GaugeMetricFamily(f"{ns}_replay_events", "Events held in replay windows.", held)
         yield GaugeMetricFamily(
             f"{ns}_connections_active",
             "Live subscriptions (one per connection).",

@@ -40,6 +40,14 @@ class _Stream:
     replay: deque[Event] | None = None
     open_runs: dict[str, None] | None = None
     subscribers: list[Subscriber] = attrs.Factory(list)
+    #: Sweeps in a row that found the stream quiet, and its last seq then.
+    quiet_sweeps: int = 0
+    swept_seq: int = 0
+
+
+#: A stream found quiet by this many sweeps in a row (so for at least two
+#: sweep intervals) is retired.
+RETIRE_AFTER_SWEEPS = 3
 
 
 @attrs.define(eq=False)
@@ -55,18 +63,47 @@ class StreamBooks:
 
     replay_window: int
     _streams: dict[str, _Stream] = attrs.Factory(dict)
+    #: The last seq of each retired stream: seq never starts again at 1.
+    _retired: dict[str, int] = attrs.Factory(dict)
     events_by_type: Counter[str] = attrs.Factory(Counter)
     dropped_by_reason: Counter[str] = attrs.Factory(Counter)
 
     def _stream(self, user_id: str) -> _Stream:
         stream = self._streams.get(user_id)
         if stream is None:
-            stream = self._streams[user_id] = _Stream()
+            last_seq = self._retired.pop(user_id, 0)
+            stream = self._streams[user_id] = _Stream(last_seq, swept_seq=last_seq)
         return stream
 
     def last_seq(self, user_id: str) -> int:
         stream = self._streams.get(user_id)
-        return 0 if stream is None else stream.last_seq
+        return self._retired.get(user_id, 0) if stream is None else stream.last_seq
+
+    def sweep(self) -> int:
+        """Retire every stream that this sweep and the two before found quiet:
+        no subscriber, no open run, no new event. A retired stream keeps
+        only its last seq; its replay window is dropped, so a resume into it
+        gets a `Gap`. Called at a fixed interval; returns how many retired."""
+        quiet: list[str] = []
+        for user_id, stream in self._streams.items():
+            if stream.subscribers or stream.open_runs or stream.last_seq != stream.swept_seq:
+                stream.quiet_sweeps = 0
+                stream.swept_seq = stream.last_seq
+                continue
+            stream.quiet_sweeps += 1
+            if stream.quiet_sweeps >= RETIRE_AFTER_SWEEPS:
+                quiet.append(user_id)
+        for user_id in quiet:
+            stream = self._streams.pop(user_id)
+            if stream.last_seq:
+                self._retired[user_id] = stream.last_seq
+        return len(quiet)
+
+    @property
+    def replay_held(self) -> tuple[int, int]:
+        """(users, events) in replay windows now."""
+        windows = [len(s.replay) for s in self._streams.values() if s.replay]
+        return len(windows), sum(windows)
 
     def open_run(self, user_id: str, run_id: str) -> None:
         stream = self._stream(user_id)

@@ -49,6 +49,12 @@ _LIMIT_FLAGS: tuple[tuple[str, type, object, str], ...] = (
     ("--idle-timeout", float, _CORE.idle_timeout, "seconds before an idle engine is reaped"),
     ("--replay-window", int, _CORE.replay_window, "events kept per user for resume"),
     (
+        "--replay-retention",
+        float,
+        _CORE.replay_retention,
+        "seconds a user's replay window outlives their last connection, run and event",
+    ),
+    (
         "--subscriber-queue",
         int,
         _CORE.subscriber_queue,
@@ -231,6 +237,7 @@ def _serve(args: argparse.Namespace) -> int:
             run_timeout=args.run_timeout,
             idle_timeout=args.idle_timeout,
             replay_window=args.replay_window,
+            replay_retention=args.replay_retention,
             subscriber_queue=args.subscriber_queue,
         ),
         allowed_origins=tuple(args.allow_origin),

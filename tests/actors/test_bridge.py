@@ -130,6 +130,52 @@ async def test_the_replay_window_is_bounded_and_a_gap_stands_for_what_fell_out()
     assert from_end == []
 
 
+def replay_gauges(core: Any) -> tuple[float | None, float | None]:
+    registry = core.registry
+    return (
+        registry.get_sample_value("greenroom_replay_users"),
+        registry.get_sample_value("greenroom_replay_events"),
+    )
+
+
+async def test_a_quiet_users_replay_window_is_dropped_after_the_retention_and_seq_carries_on(
+    autojump_clock: trio.abc.Clock,
+) -> None:
+    async with open_core(CoreConfig(replay_retention=60)) as core:
+        await core.submit("alice", "echo", "x")  # two events, nobody connected
+        await core.submit("bob", "echo", "x")
+        async with core.subscribe("bob"):  # bob stays connected
+            await trio.sleep(59)
+            assert replay_gauges(core) == (2, 4)
+            async with core.subscribe("alice", after=0) as events:
+                await wait_all_tasks_blocked()
+                assert [e.seq for e in drain(events)] == [1, 2]  # still held
+
+            await trio.sleep(121)  # past twice the retention since alice left
+            assert replay_gauges(core) == (1, 2)  # bob's window stays while he is here
+
+            async with core.subscribe("alice", after=0) as events:
+                await wait_all_tasks_blocked()
+                assert drain(events) == [Gap(1, 2)]
+                assert core.last_seq("alice") == 2
+                run_id = await core.submit("alice", "echo", "y")
+                seen = await read_until_ended(events, [run_id])
+
+    assert [e.seq for e in seen] == [3, 4]
+
+
+async def test_a_stream_is_kept_while_events_come_and_dropped_within_twice_the_retention(
+    autojump_clock: trio.abc.Clock,
+) -> None:
+    async with open_core(CoreConfig(replay_retention=60)) as core:
+        for _ in range(4):  # an event every 59 s keeps it
+            await core.submit("alice", "echo", "x")
+            await trio.sleep(59)
+        assert replay_gauges(core) == (1, 8)  # quiet for 59 s now
+        await trio.sleep(61)  # twice the retention
+        assert replay_gauges(core) == (0, 0)
+
+
 async def test_a_resume_replays_then_goes_live_without_losing_or_repeating_at_the_seam(
     autojump_clock: trio.abc.Clock,
 ) -> None:

@@ -39,11 +39,26 @@ class StreamBooksMachine(RuleBasedStateMachine):
         self.dropped = 0
         self.subscribers: dict[str, list[Subscriber]] = {user: [] for user in USERS}
         self.serial = itertools.count()
+        # Retirement: whether the books hold a stream for the user, the
+        # sweeps in a row that found it quiet, its seq at the last sweep,
+        # and how many of its events a retirement dropped from replay.
+        self.held: dict[str, bool] = {user: False for user in USERS}
+        self.quiet: dict[str, int] = {user: 0 for user in USERS}
+        self.swept: dict[str, int] = {user: 0 for user in USERS}
+        self.dropped_from_replay: dict[str, int] = {user: 0 for user in USERS}
+
+    def touch(self, user: str) -> None:
+        """The books make (or bring back) the user's stream."""
+        if not self.held[user]:
+            self.held[user] = True
+            self.quiet[user] = 0
+            self.swept[user] = len(self.numbered[user])
 
     @rule(user=st.sampled_from(USERS))
     def open_run(self, user: str) -> None:
         run_id = f"run-{next(self.serial)}"
         self.books.open_run(user, run_id)
+        self.touch(user)
         self.open[user].append(run_id)
         self.runs[user].append(run_id)
 
@@ -119,7 +134,8 @@ class StreamBooksMachine(RuleBasedStateMachine):
 
         gap, events = self.books.replay(user, after)
 
-        held = self.numbered[user][-self.window :]
+        kept = self.numbered[user][self.dropped_from_replay[user] :]
+        held = kept[-self.window :]
         assert events == [e for e in held if e.seq > after]
         held_seqs = {e.seq for e in held}
         missing = [seq for seq in range(after + 1, last + 1) if seq not in held_seqs]
@@ -140,6 +156,27 @@ class StreamBooksMachine(RuleBasedStateMachine):
         subscriber = Subscriber(user, send)
         self.books.attach(subscriber)
         self.subscribers[user].append(subscriber)
+        self.touch(user)
+
+    @rule()
+    def sweep(self) -> None:
+        retiring = []
+        for user in USERS:
+            if not self.held[user]:
+                continue
+            seq = len(self.numbered[user])
+            if self.subscribers[user] or self.open[user] or seq != self.swept[user]:
+                self.quiet[user], self.swept[user] = 0, seq
+                continue
+            self.quiet[user] += 1
+            if self.quiet[user] >= 3:
+                retiring.append(user)
+
+        assert self.books.sweep() == len(retiring)
+
+        for user in retiring:
+            self.held[user] = False
+            self.dropped_from_replay[user] = len(self.numbered[user])
 
     @precondition(lambda self: any(self.subscribers.values()))
     @rule(data=st.data())
@@ -174,6 +211,13 @@ class StreamBooksMachine(RuleBasedStateMachine):
         assert self.books.dropped_by_reason.get("run_not_open", 0) == self.dropped
 
     @invariant()
+    def the_replay_held_is_what_retirement_left(self) -> None:
+        windows = [
+            min(self.window, len(self.numbered[u]) - self.dropped_from_replay[u]) for u in USERS
+        ]
+        assert self.books.replay_held == (sum(1 for n in windows if n), sum(windows))
+
+    @invariant()
     def subscribers_match_the_model(self) -> None:
         for user in USERS:
             assert self.books.subscribers(user) == self.subscribers[user]
@@ -181,6 +225,6 @@ class StreamBooksMachine(RuleBasedStateMachine):
 
 
 StreamBooksMachine.TestCase.settings = settings(
-    max_examples=60, stateful_step_count=40, deadline=None
+    max_examples=80, stateful_step_count=50, deadline=None
 )
 test_stream_books_keep_their_promises = StreamBooksMachine.TestCase
