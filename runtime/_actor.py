@@ -42,6 +42,10 @@ class Actor(Generic[M]):
     mailbox_capacity: ClassVar[int] = 1024
     hibernate: ClassVar[bool] = False
     kind: ClassVar[str] = ""
+    #: Messages handled in a row before the actor yields to other tasks.
+    #: Trio gives every runnable task one turn per round, so an actor that
+    #: serves thousands of others (a hub) needs a larger share than 64.
+    messages_per_turn: ClassVar[int] = YIELD_EVERY
 
     __slots__ = ("_cell",)
     _cell: _Cell
@@ -383,6 +387,7 @@ class _Cell:
         nursery = self.nursery
         assert nursery is not None
         hibernate = actor.hibernate
+        per_turn = actor.messages_per_turn
         batch = 0
         began = perf_counter()
         try:
@@ -415,7 +420,7 @@ class _Cell:
                     await handle(item)
                 self.handled += 1
                 batch += 1
-                if batch >= YIELD_EVERY:
+                if batch >= per_turn:
                     batch = 0
                     await trio.lowlevel.checkpoint()
         finally:

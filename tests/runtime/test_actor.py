@@ -368,6 +368,32 @@ async def test_an_actor_working_through_a_long_backlog_lets_other_tasks_run() ->
     assert len(ticks_seen) >= total // YIELD_EVERY // 2  # trio runs each batch in any order
 
 
+@pytest.mark.parametrize("per_turn", [5, 4 * YIELD_EVERY])
+async def test_an_actor_handles_its_messages_per_turn_in_a_row_then_yields(per_turn: int) -> None:
+    total = 3 * per_turn + 2
+    steps = TaskSteps()
+    record: list[int] = []
+
+    class Hub(Actor[object]):
+        messages_per_turn = per_turn
+
+        async def handle(self, message: object) -> Any:
+            record.append(steps.steps[current_task()])
+            return None
+
+    async with open_actor_system() as system:
+        ref = await system.spawn(Hub, mailbox_capacity=total)
+        for i in range(total - 1):
+            ref.send_nowait(i)  # queued before the actor runs
+        trio.lowlevel.add_instrument(steps)
+        try:
+            await ref.ask("the last one")
+        finally:
+            trio.lowlevel.remove_instrument(steps)
+
+    assert list(Tally(record).values()) == [per_turn, per_turn, per_turn, 2]
+
+
 async def test_statistics_report_the_messages_an_actor_has_handled() -> None:
     async with open_actor_system() as system:
         ref = await system.spawn(Counter, name="counter-a", mailbox_capacity=16)
