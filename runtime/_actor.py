@@ -353,7 +353,10 @@ class _Cell:
                 self.monitor._cell.books.dead_letter()
 
     def wake(self) -> None:
-        """A message reached this dormant actor: give it a task again."""
+        """A message reached this dormant actor: give it a task again. It
+        counts as running from now on, so that a stop requested before
+        that task runs does not start a second one."""
+        self.state = "running"
         self.supervisor.activate(self)
 
     def restart(self) -> None:

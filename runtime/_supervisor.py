@@ -352,8 +352,6 @@ class Supervisor:
         start) until it goes dormant or stops, restarting it in between."""
         starting = cell.state == "starting"
         cell.mailbox.on_arrival = None
-        if cell.state == "dormant":
-            cell.state = "running"
         while True:
             crash: BaseException | None = None
             # The nursery's own scope is the one `stop_child` cancels.

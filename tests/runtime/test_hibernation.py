@@ -110,6 +110,27 @@ async def test_a_hibernating_actor_with_on_start_has_run_it_when_spawn_returns()
         assert log == ["on_start"]
 
 
+async def test_a_stop_between_a_dormant_actors_wake_up_and_its_task_stops_it_once(
+    autojump_clock: trio.abc.Clock,
+) -> None:
+    made: list[Sleeper] = []
+
+    def make() -> Sleeper:
+        made.append(Sleeper())
+        return made[-1]
+
+    async with open_actor_system() as system:
+        ref = await system.spawn(make)
+        ref.send_nowait(Add(1))  # wakes it: its task is scheduled, not yet run
+        with trio.fail_after(1):  # well within the grace period
+            await ref.stop()
+        await wait_all_tasks_blocked()
+
+        assert ref.statistics().state == "stopped"
+        assert ref.statistics().messages_handled == 1  # what was queued is handled
+        assert (len(made), made[0].total, made[0].log) == (1, 1, ["on_stop"])
+
+
 async def test_a_dormant_actor_wakes_on_the_next_message_and_keeps_its_state() -> None:
     async with open_actor_system() as system:
         ref = await system.spawn(Sleeper)
