@@ -331,7 +331,7 @@ async def test_submit_through_the_factory_creates_the_engine_and_takes_no_lease(
         assert core.factory.metrics().engines_created_total == 1
 
 
-async def test_an_engine_with_a_run_handed_to_it_is_not_idle_while_still_dormant() -> None:
+async def test_an_engine_with_a_run_handed_to_it_is_not_idle_before_its_task_runs() -> None:
     async with open_core(CoreConfig(max_engines=1)) as core:
         engine = await core.factory.create_for_user(user("alice"))
         await wait_all_tasks_blocked()
@@ -340,8 +340,8 @@ async def test_an_engine_with_a_run_handed_to_it_is_not_idle_while_still_dormant
 
         engine._ref.send_nowait(Submit(user("alice"), "echo", None))
 
-        # Its task has not run yet, but the run waiting in its mailbox counts.
-        assert engine.statistics().state == "dormant"
+        # Its task has not run yet, but it was woken: the run waiting counts.
+        assert engine.statistics().state == "running"
         assert not _is_idle(entry)
         with pytest.raises(EngineLimitReached):
             await core.factory.create_for_user(user("bob"))
