@@ -158,6 +158,8 @@ class EngineActor(Actor[Any]):
     """
 
     hibernate = True
+    #: A dormant engine has no run, queued or running: nothing to end.
+    stop_wakes = False
     kind = "engine"
     mailbox_capacity = 256
     __slots__ = ("env", "rules", "user_id")

@@ -152,8 +152,14 @@ class FactoryActor(Actor[Any]):
                         await self._reap(user_id, "shutdown")
 
                 async with trio.open_nursery() as nursery:
-                    for user_id in books.users():
-                        nursery.start_soon(reap, user_id)
+                    for n, user_id in enumerate(books.users(), 1):
+                        entry = books.get(user_id)
+                        if entry is not None and _is_idle(entry):
+                            await self._reap(user_id, "shutdown")  # stops where it lies
+                        else:
+                            nursery.start_soon(reap, user_id)
+                        if n % STOP_CONCURRENCY == 0:
+                            await trio.lowlevel.checkpoint()  # others run meanwhile
             case _:
                 raise TypeError(f"the engine factory does not handle {message!r}")
         return None

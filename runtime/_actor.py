@@ -42,6 +42,10 @@ class Actor(Generic[M]):
     mailbox_capacity: ClassVar[int] = 1024
     hibernate: ClassVar[bool] = False
     kind: ClassVar[str] = ""
+    #: Whether a dormant actor is woken to run `on_stop` when it is stopped
+    #: from outside. False says `on_stop` has nothing to do for an actor
+    #: with no task and no message: it is then stopped as it lies, at once.
+    stop_wakes: ClassVar[bool] = True
     #: Messages handled in a row before the actor yields to other tasks.
     #: Trio gives every runnable task one turn per round, so an actor that
     #: serves thousands of others (a hub) needs a larger share than 64.
@@ -318,10 +322,12 @@ class _Cell:
             self.mailbox.close()
         was_dormant = self.state == "dormant"
         self.state = "stopping"
-        if was_dormant:
-            self.supervisor.activate(self)
-        else:
+        if not was_dormant:
             self.mailbox.poke()
+        elif not normal_exit and self.actor is not None and not self.actor.stop_wakes:
+            self.supervisor.stopped_dormant(self)
+        else:
+            self.supervisor.activate(self)
 
     async def wait_stopped(self) -> None:
         if self.state == "stopped":

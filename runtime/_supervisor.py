@@ -223,11 +223,17 @@ class Supervisor:
         assert self._nursery is not None
         self._nursery.start_soon(self._activation, cell, name=cell.name)
 
+    def stopped_dormant(self, cell: _Cell) -> None:
+        """A dormant child that need not wake to stop has been stopped."""
+        self._forget(cell, None)
+
     async def stop_child(self, cell: _Cell) -> None:
         """Stop one child: drain, `on_stop`, and cancel it after its grace."""
         if cell.state == "stopped":
             return
         cell.request_stop()
+        if cell.state == "stopped":
+            return  # dormant, and its kind need not wake to stop
         with trio.move_on_after(cell.spec.grace):
             await cell.wait_stopped()
         if cell.state != "stopped":

@@ -131,6 +131,42 @@ async def test_a_stop_between_a_dormant_actors_wake_up_and_its_task_stops_it_onc
         assert (len(made), made[0].total, made[0].log) == (1, 1, ["on_stop"])
 
 
+class LightSleeper(Sleeper):
+    stop_wakes = False
+
+
+async def test_a_dormant_actor_that_need_not_wake_to_stop_is_stopped_at_once_without_on_stop() -> (
+    None
+):
+    log: list[str] = []
+    spawned = Spawned()
+    async with open_actor_system() as system:
+        ref = await system.spawn(partial(LightSleeper, log))
+        assert await ref.ask(Add(1)) == 1
+        await wait_all_tasks_blocked()
+        trio.lowlevel.add_instrument(spawned)
+        await ref.stop()
+        trio.lowlevel.remove_instrument(spawned)
+
+        assert ref.statistics().state == "stopped"
+        assert (spawned.count, log) == (0, [])
+        assert system.root.children == []
+
+
+async def test_an_awake_actor_that_need_not_wake_to_stop_still_runs_on_stop(
+    autojump_clock: trio.abc.Clock,
+) -> None:
+    log: list[str] = []
+    done = trio.Event()
+    async with open_actor_system() as system:
+        ref = await system.spawn(partial(LightSleeper, log))
+        assert await ref.ask(StartWork(done)) == "working"
+        await ref.stop()  # its task is cancelled after on_stop
+
+        assert ref.statistics().state == "stopped"
+        assert log == ["on_stop"]
+
+
 async def test_a_dormant_actor_wakes_on_the_next_message_and_keeps_its_state() -> None:
     async with open_actor_system() as system:
         ref = await system.spawn(Sleeper)
