@@ -11,6 +11,7 @@ from ._engine import EngineRules
 from ._errors import (
     CoreClosed,
     DuplicateRun,
+    EngineGone,
     EngineLimitReached,
     GreenroomError,
     InvalidRequest,
@@ -38,6 +39,7 @@ __all__ = [
     "EVENT_TYPES",
     "EchoAgent",
     "EngineFactory",
+    "EngineGone",
     "EngineLimitReached",
     "EngineRules",
     "Event",

@@ -19,7 +19,7 @@ from ._bridge import BridgeActor, Emit, EndSubscriptions, OpenRun, Subscription,
 from ._config import CoreConfig
 from ._context import UserContext, check_id
 from ._engine import EngineEnv
-from ._errors import CoreClosed, EngineLimitReached, UnknownRun
+from ._errors import CoreClosed, EngineGone, EngineLimitReached, UnknownRun
 from ._events import AGENT_ERROR, Event
 from ._factory import EngineFactory, FactoryActor
 from ._metrics import CoreCollector
@@ -73,7 +73,7 @@ class Core:
             try:
                 await self.factory.submit(ctx, agent, input)
                 break
-            except ActorStopped:
+            except EngineGone:
                 # The engine stopped (it crashed, or was cleaned up) before it
                 # took the run; the factory has a fresh one for the user.
                 if attempt == 2:
@@ -101,7 +101,7 @@ class Core:
             raise UnknownRun(f"no live run {run_id!r} for this user")
         try:
             await engine.cancel(run_id)
-        except ActorStopped:
+        except EngineGone:
             # The engine stopped (it crashed, or was cleaned up): its runs ended.
             raise UnknownRun(f"no live run {run_id!r} for this user") from None
 

@@ -49,5 +49,11 @@ class EngineLimitReached(GreenroomError):
     """
 
 
+class EngineGone(GreenroomError):
+    """The user's engine has stopped since it was handed out: reaped while
+    idle, cleaned up, or failed. Its runs have ended. Get the user's engine
+    from the factory again; `core.submit` does that by itself."""
+
+
 class CoreClosed(GreenroomError):
     """The core is shutting down: no new engines, runs or subscriptions."""

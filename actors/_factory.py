@@ -25,7 +25,7 @@ from ._books import EngineEntry, FactoryBooks, FactoryStatistics
 from ._bridge import EndOpenRuns
 from ._context import UserContext
 from ._engine import Cancel, EndAll, EngineActor, EngineEnv, Submit
-from ._errors import CoreClosed
+from ._errors import CoreClosed, EngineGone
 from ._stats import Histogram, audit
 
 
@@ -224,15 +224,23 @@ class UserEngine:
     async def submit(self, ctx: UserContext, agent: str, input: Any) -> str:
         """Start or queue a run; returns "started", "queued" or "rejected"
         (a rejected run has already ended with `agent_error`). Raises
-        `DuplicateRun` for a run id that is live for this user."""
+        `DuplicateRun` for a run id that is live for this user, and
+        `EngineGone` if this engine has stopped."""
         if ctx.user_id != self.user_id:
             raise ValueError(f"this engine is for {self.user_id!r}, not for {ctx.user_id!r}")
-        result: str = await self._ref.ask(Submit(ctx, agent, input))
+        try:
+            result: str = await self._ref.ask(Submit(ctx, agent, input))
+        except ActorStopped:
+            raise EngineGone(f"the engine of {self.user_id!r} has stopped") from None
         return result
 
     async def cancel(self, run_id: str) -> None:
-        """Cancel a live run; raises `UnknownRun` if there is none by that id."""
-        await self._ref.ask(Cancel(run_id))
+        """Cancel a live run; raises `UnknownRun` if there is none by that id,
+        and `EngineGone` if this engine has stopped (its runs have ended)."""
+        try:
+            await self._ref.ask(Cancel(run_id))
+        except ActorStopped:
+            raise EngineGone(f"the engine of {self.user_id!r} has stopped") from None
 
     @property
     def alive(self) -> bool:
@@ -279,7 +287,7 @@ class EngineFactory:
     async def submit(self, ctx: UserContext, agent: str, input: Any) -> str:
         """Start or queue a run on the user's engine, created if they have
         none, in one round trip: the factory hands the request on and the
-        engine replies (see `UserEngine.submit`). Raises `ActorStopped` if
+        engine replies (see `UserEngine.submit`). Raises `EngineGone` if
         the engine stopped before taking it (a retry gets a fresh one),
         `EngineLimitReached`, and `CoreClosed` once the factory is shut down.
         """
@@ -288,7 +296,9 @@ class EngineFactory:
         except ActorStopped:
             if self._ref.stopped:
                 raise CoreClosed("the engine factory is shut down") from None
-            raise
+            raise EngineGone(
+                f"the engine of {ctx.user_id!r} stopped before taking the run"
+            ) from None
         if isinstance(reply, UserEngine):  # its mailbox was full
             return await reply.submit(ctx, agent, input)
         result: str = reply

@@ -12,6 +12,7 @@ from trio.testing import wait_all_tasks_blocked
 from actors import (
     CoreClosed,
     CoreConfig,
+    EngineGone,
     EngineLimitReached,
     UnknownRun,
     UserContext,
@@ -329,6 +330,24 @@ async def test_submit_through_the_factory_creates_the_engine_and_takes_no_lease(
         again = user("alice")
         assert await core.factory.submit(again, "echo", 2) == "started"
         assert core.factory.metrics().engines_created_total == 1
+
+
+async def test_an_engine_handed_out_and_since_stopped_says_so_and_the_core_goes_on() -> None:
+    async with open_core() as core, core.subscribe("alice") as events:
+        engine = await core.factory.create_for_user(user("alice"))
+        assert await core.factory.cleanup_engine("alice") is True
+        assert not engine.alive
+
+        with pytest.raises(EngineGone, match="alice"):
+            await engine.submit(user("alice"), "echo", "x")
+        with pytest.raises(EngineGone, match="alice"):
+            await engine.cancel("some-run")
+
+        run_id = await core.submit("alice", "echo", "x")  # a fresh engine
+        assert types_of(await read_until_ended(events, [run_id])) == [
+            "agent_started",
+            "agent_completed",
+        ]
 
 
 async def test_an_engine_with_a_run_handed_to_it_is_not_idle_before_its_task_runs() -> None:
