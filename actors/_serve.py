@@ -12,6 +12,8 @@ from contextlib import asynccontextmanager, contextmanager
 import attrs
 import trio
 
+from runtime import raise_if_alone
+
 from ._auth import TokenSigner
 from ._config import CoreConfig
 from ._core import Core, open_core
@@ -88,17 +90,25 @@ async def open_server(options: ServeOptions, signer: TokenSigner) -> AsyncIterat
                 service.wire_websocket,
                 max_message_bytes=options.max_message_bytes,
             )
-            async with trio.open_nursery() as nursery:
-                await nursery.start(http.run)
-                try:
-                    yield RunningServer(core, service, http)
-                finally:
-                    with trio.CancelScope(shield=True):
-                        http.stop_accepting()
-                        with trio.move_on_after(options.shutdown_timeout):
-                            await service.shutdown()
-                            await http.wait_closed()
-                        http.stop()
+            raised: BaseException | None = None  # by the caller's block
+            try:
+                async with trio.open_nursery() as nursery:
+                    await nursery.start(http.run)
+                    try:
+                        yield RunningServer(core, service, http)
+                    except BaseException as error:
+                        raised = error
+                        raise
+                    finally:
+                        with trio.CancelScope(shield=True):
+                            http.stop_accepting()
+                            with trio.move_on_after(options.shutdown_timeout):
+                                await service.shutdown()
+                                await http.wait_closed()
+                            http.stop()
+            except BaseExceptionGroup as group:
+                raise_if_alone(group, raised)  # the block's exception, not a group of one
+                raise
 
 
 @contextmanager

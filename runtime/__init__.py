@@ -4,7 +4,13 @@ Knows nothing of users, agents or sockets; `actors` is built on it.
 """
 
 from ._actor import YIELD_EVERY, Actor, ActorRef, ChildExited
-from ._exceptions import ActorError, ActorStopped, MailboxFull, RestartIntensityExceeded
+from ._exceptions import (
+    ActorError,
+    ActorStopped,
+    MailboxFull,
+    RestartIntensityExceeded,
+    raise_if_alone,
+)
 from ._mailbox import Mailbox
 from ._metrics import ActorCollector
 from ._stats import ActorStatistics, KindStatistics, SystemStatistics
@@ -33,6 +39,7 @@ __all__ = [
     "SystemStatistics",
     "YIELD_EVERY",
     "open_actor_system",
+    "raise_if_alone",
     "sleep",
     "sleep_until",
 ]

@@ -43,3 +43,20 @@ class RestartIntensityExceeded(ActorError):
     to its parent; the root supervisor raises it out of `open_actor_system`.
     The crash that tipped it over is chained as ``__cause__``.
     """
+
+
+def raise_if_alone(group: BaseExceptionGroup[BaseException], error: BaseException | None) -> None:
+    """Raise `error` itself if it is all that `group` holds, at any depth.
+
+    For a context manager that runs the caller's block inside a nursery of
+    its own: trio wraps whatever the block raised in an exception group, and
+    the caller, who opened no nursery, should get their exception as raised.
+    Returns (so that the caller re-raises `group`) if anything else failed too.
+    """
+    if error is None:
+        return
+    inner: BaseException = group
+    while isinstance(inner, BaseExceptionGroup) and len(inner.exceptions) == 1:
+        inner = inner.exceptions[0]
+    if inner is error:
+        raise error from None

@@ -11,7 +11,7 @@ import trio
 from prometheus_client import CollectorRegistry
 
 from ._actor import Actor, ActorRef
-from ._exceptions import RestartIntensityExceeded
+from ._exceptions import RestartIntensityExceeded, raise_if_alone
 from ._metrics import ActorCollector
 from ._stats import SystemStatistics
 from ._supervisor import RestartIntensity, RestartType, Supervisor, SystemBooks
@@ -102,16 +102,23 @@ async def open_actor_system(
             escalations.append(error)
             nursery.cancel_scope.cancel()
 
+    raised: BaseException | None = None  # by the caller's block
     try:
         async with trio.open_nursery() as nursery:
             await nursery.start(run_root)
             try:
                 yield system
+            except BaseException as error:
+                raised = error
+                raise
             finally:
                 with trio.CancelScope(shield=True):
                     await root.stop()
         if escalations:
             raise escalations[0]
+    except BaseExceptionGroup as group:
+        raise_if_alone(group, raised)  # the block's exception, not a group of one
+        raise
     finally:
         if registry is not None:
             registry.unregister(collector)

@@ -191,9 +191,7 @@ async def test_an_error_in_the_block_still_ends_runs_and_propagates(
     autojump_clock: trio.abc.Clock,
 ) -> None:
     recorder = Recorder("alice")
-    with pytest.RaisesGroup(
-        pytest.RaisesExc(KeyError, match="host failed"), flatten_subgroups=True
-    ):
+    with pytest.RaisesGroup(pytest.RaisesExc(KeyError, match="host failed")):
         async with trio.open_nursery() as nursery, open_core() as core:
             await nursery.start(recorder.run, core)
             run_id = await core.submit("alice", "sleep", sleep(60))

@@ -9,7 +9,7 @@ import pytest
 import trio
 from trio.testing import wait_all_tasks_blocked
 
-from runtime import Actor, ActorStopped, open_actor_system
+from runtime import Actor, ActorStopped, open_actor_system, raise_if_alone
 
 
 def count_tasks() -> int:
@@ -73,11 +73,11 @@ async def test_leaving_the_actor_system_stops_every_actor_and_leaves_no_task_beh
         await busy.ask("anyone there?")
 
 
-async def test_an_error_in_the_block_still_stops_every_actor() -> None:
+async def test_an_error_in_the_block_stops_every_actor_and_comes_out_as_raised() -> None:
     log: list[str] = []
     tasks_before = count_tasks()
 
-    with pytest.RaisesGroup(KeyError):
+    with pytest.raises(KeyError, match="the host app failed"):  # not in a group
         async with open_actor_system() as system:
             ref = await system.spawn(partial(Noted, "noted", log))
             raise KeyError("the host app failed")
@@ -159,3 +159,16 @@ async def test_system_statistics_add_up_dead_letters_across_kinds() -> None:
         assert stats.kinds["First"].dead_letters == 2
         assert stats.kinds["Second"].dead_letters == 1
         assert stats.dead_letters == 3
+
+
+def test_raise_if_alone_unwraps_only_a_group_that_holds_nothing_but_the_error() -> None:
+    error = KeyError("mine")
+    other = ValueError("theirs")
+
+    with pytest.raises(KeyError) as raised:
+        raise_if_alone(ExceptionGroup("outer", [ExceptionGroup("inner", [error])]), error)
+    assert raised.value is error
+
+    raise_if_alone(ExceptionGroup("two", [error, other]), error)  # both must be seen
+    raise_if_alone(ExceptionGroup("not mine", [other]), error)
+    raise_if_alone(ExceptionGroup("no block error", [other]), None)

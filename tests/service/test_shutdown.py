@@ -73,6 +73,18 @@ async def test_after_shutdown_the_port_accepts_no_connections(signer: TokenSigne
         await trio.open_tcp_stream(host, port)
 
 
+async def test_an_error_in_the_block_shuts_the_server_down_and_comes_out_as_raised(
+    signer: TokenSigner,
+) -> None:
+    with pytest.raises(KeyError, match="the host failed"):  # not in a group
+        async with open_server(ServeOptions(host="127.0.0.1", port=0), signer) as server:
+            host, port = server.address
+            raise KeyError("the host failed")
+
+    with trio.fail_after(PATIENCE), pytest.raises(OSError):
+        await trio.open_tcp_stream(host, port)
+
+
 async def test_a_client_that_stopped_reading_cannot_hold_up_shutdown(
     start_server: Callable[..., Awaitable[ServerHandle]], mint: Callable[[str], str]
 ) -> None:
