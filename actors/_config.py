@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from typing import Any
 
@@ -25,6 +26,11 @@ def _seconds(instance: object, attribute: attrs.Attribute[float], value: float) 
         raise InvalidRequest(f"{attribute.name} must be a number of seconds > 0, got {value!r}")
 
 
+def _seconds_or_zero(instance: object, attribute: attrs.Attribute[float], value: float) -> None:
+    if isinstance(value, bool) or not isinstance(value, int | float) or not 0 <= value < math.inf:
+        raise InvalidRequest(f"{attribute.name} must be a number of seconds >= 0, got {value!r}")
+
+
 @attrs.frozen(kw_only=True)
 class CoreConfig:
     """Limits and timeouts of a core.
@@ -34,7 +40,9 @@ class CoreConfig:
     `max_runs_per_user` run at once per user; `max_queued_runs_per_user`
     more wait; beyond both a run is rejected. `run_timeout`: seconds a run
     may take once started. `idle_timeout`: seconds without inbound work after
-    which an idle engine is reaped. `replay_window`: events kept per user
+    which an idle engine is reaped. `engine_linger`: seconds an engine with
+    no run stays awake before it hibernates (0: at once), so that a user's
+    next run soon after finds it awake. `replay_window`: events kept per user
     for resume. `replay_retention`: seconds a user's replay window is kept
     once they have no connection, no open run and no new event (it is
     dropped between that and twice that; their seq carries on).
@@ -47,6 +55,7 @@ class CoreConfig:
     max_queued_runs_per_user: int = attrs.field(default=16, validator=_whole(0))
     run_timeout: float = attrs.field(default=300.0, validator=_seconds)
     idle_timeout: float = attrs.field(default=300.0, validator=_seconds)
+    engine_linger: float = attrs.field(default=10.0, validator=_seconds_or_zero)
     replay_window: int = attrs.field(default=1000, validator=_whole(1))
     replay_retention: float = attrs.field(default=600.0, validator=_seconds)
     subscriber_queue: int = attrs.field(default=1000, validator=_whole(1))

@@ -179,6 +179,7 @@ async def open_core(
             max_running=config.max_runs_per_user,
             max_queued=config.max_queued_runs_per_user,
             run_timeout=config.run_timeout,
+            linger=config.engine_linger,
         )
         books = FactoryBooks(config.max_engines, config.idle_timeout)
         create_seconds = Histogram(LATENCY_BUCKETS)

@@ -125,6 +125,7 @@ class EngineEnv:
     max_running: int
     max_queued: int
     run_timeout: float
+    linger: float = 0.0
 
 
 @attrs.frozen
@@ -162,12 +163,13 @@ class EngineActor(Actor[Any]):
     stop_wakes = False
     kind = "engine"
     mailbox_capacity = 256
-    __slots__ = ("env", "rules", "user_id")
+    __slots__ = ("env", "hibernate_after", "rules", "user_id")
 
     def __init__(self, user_id: str, env: EngineEnv) -> None:
         self.user_id = user_id
         self.env = env
         self.rules = EngineRules(env.max_running, env.max_queued)
+        self.hibernate_after = env.linger  # per core, not per class
 
     async def handle(self, message: Any) -> Any:
         match message:

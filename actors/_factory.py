@@ -75,10 +75,11 @@ class _MakeEngine:
 
 
 def _is_idle(entry: EngineEntry) -> bool:
-    """Dormant with nothing queued: a run handed on to it is not idle."""
+    """Dormant, or awake with nothing to do ("lingering"), and nothing
+    queued: a run handed on to it is not idle."""
     ref: ActorRef[Any] = entry.ref
     stats = ref.statistics()
-    return stats.state == "dormant" and stats.mailbox_depth == 0
+    return stats.state in ("dormant", "lingering") and stats.mailbox_depth == 0
 
 
 class FactoryActor(Actor[Any]):
@@ -154,7 +155,7 @@ class FactoryActor(Actor[Any]):
                 async with trio.open_nursery() as nursery:
                     for n, user_id in enumerate(books.users(), 1):
                         entry = books.get(user_id)
-                        if entry is not None and _is_idle(entry):
+                        if entry is not None and entry.ref.statistics().state == "dormant":
                             await self._reap(user_id, "shutdown")  # stops where it lies
                         else:
                             nursery.start_soon(reap, user_id)

@@ -47,6 +47,12 @@ _LIMIT_FLAGS: tuple[tuple[str, type, object, str], ...] = (
     ("--max-queued-runs-per-user", int, _CORE.max_queued_runs_per_user, "runs waiting per user"),
     ("--run-timeout", float, _CORE.run_timeout, "seconds a run may take"),
     ("--idle-timeout", float, _CORE.idle_timeout, "seconds before an idle engine is reaped"),
+    (
+        "--engine-linger",
+        float,
+        _CORE.engine_linger,
+        "seconds an engine with no run stays awake before it hibernates",
+    ),
     ("--replay-window", int, _CORE.replay_window, "events kept per user for resume"),
     (
         "--replay-retention",
@@ -236,6 +242,7 @@ def _serve(args: argparse.Namespace) -> int:
             max_queued_runs_per_user=args.max_queued_runs_per_user,
             run_timeout=args.run_timeout,
             idle_timeout=args.idle_timeout,
+            engine_linger=args.engine_linger,
             replay_window=args.replay_window,
             replay_retention=args.replay_retention,
             subscriber_queue=args.subscriber_queue,

@@ -41,6 +41,10 @@ class Actor(Generic[M]):
 
     mailbox_capacity: ClassVar[int] = 1024
     hibernate: ClassVar[bool] = False
+    #: Seconds a hibernating actor with nothing to do stays awake (state
+    #: "lingering") before it goes dormant: a message in that time needs no
+    #: new task. 0 hibernates at once. A class may let instances set it.
+    hibernate_after: float = 0.0
     kind: ClassVar[str] = ""
     #: Whether a dormant actor is woken to run `on_stop` when it is stopped
     #: from outside. False says `on_stop` has nothing to do for an actor
@@ -297,7 +301,8 @@ class _Cell:
     actor: Actor[Any] | None = None
     nursery: trio.Nursery | None = None
     scope: trio.CancelScope | None = None
-    # "starting" -> "running" | "dormant" <-> "running" -> "stopping" -> "stopped"
+    # "starting" -> "running" | "dormant" <-> "running" <-> "lingering" -> "dormant";
+    # any but "stopped" -> "stopping" -> "stopped"
     state: str = "starting"
     normal_exit: bool = False
     current_ask: _Ask | None = None
@@ -396,6 +401,8 @@ class _Cell:
         nursery = self.nursery
         assert nursery is not None
         hibernate = actor.hibernate
+        linger = actor.hibernate_after
+        lingered = False
         per_turn = actor.messages_per_turn
         batch = 0
         began = perf_counter()
@@ -406,13 +413,22 @@ class _Cell:
                 except trio.WouldBlock:
                     if self.state == "stopping":
                         return
-                    if hibernate and not nursery.child_tasks:
+                    idle = hibernate and not nursery.child_tasks
+                    if idle and (lingered or linger <= 0):
                         return
                     self.busy_seconds += perf_counter() - began
-                    await mailbox.wait()
+                    if idle:  # awake a while yet, in case more comes
+                        lingered = True
+                        self.state = "lingering"
+                        await mailbox.wait(trio.current_time() + linger)
+                        if self.state == "lingering":
+                            self.state = "running"
+                    else:
+                        await mailbox.wait()
                     began = perf_counter()
                     batch = 0
                     continue
+                lingered = False
                 if type(item) is _Ask:
                     self.current_ask = item
                     try:

@@ -7,6 +7,7 @@ operation, which is what makes the actor fast path possible.
 
 from __future__ import annotations
 
+import math
 from collections import deque
 from collections.abc import Callable
 from typing import Any
@@ -16,6 +17,7 @@ import trio
 from trio.lowlevel import Abort, ParkingLot, Task, current_task, reschedule, wait_task_rescheduled
 
 from ._exceptions import ActorStopped, MailboxFull
+from ._timers import call_at, cancel_call
 
 
 def _positive(instance: object, attribute: attrs.Attribute[int], value: int) -> None:
@@ -99,8 +101,9 @@ class Mailbox:
             self._senders.unpark()
         return item
 
-    async def wait(self) -> None:
-        """Park the consumer until an item arrives or `poke` is called.
+    async def wait(self, deadline: float = math.inf) -> None:
+        """Park the consumer until an item arrives, `poke` is called, or
+        trio's clock reaches `deadline` (to the millisecond).
 
         Returns at once if items are waiting. Cancellable.
         """
@@ -112,7 +115,14 @@ class Mailbox:
             self._receiver = None
             return Abort.SUCCEEDED
 
-        await wait_task_rescheduled(abort)
+        if deadline == math.inf:
+            await wait_task_rescheduled(abort)
+            return
+        timer = call_at(deadline, self.poke)
+        try:
+            await wait_task_rescheduled(abort)
+        finally:
+            cancel_call(timer)
 
     def poke(self) -> None:
         """Wake a parked consumer without giving it an item."""

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import heapq
 import math
+from collections.abc import Callable
 from typing import Any
 
 import attrs
@@ -29,7 +30,11 @@ _COMPACT_AT = 1024
 
 @attrs.define(eq=False, slots=True)
 class _Sleeper:
+    """A sleeping task to wake, or a callback to call, once due. Both are
+    None once it has fired or been cancelled."""
+
     task: Task | None
+    callback: Callable[[], None] | None = None
 
 
 @attrs.define(eq=False)
@@ -54,7 +59,9 @@ class _Timers:
             self._scope.deadline = deadline
 
     def cancel(self, sleeper: _Sleeper) -> None:
-        sleeper.task = None
+        if sleeper.task is None and sleeper.callback is None:
+            return  # it has fired (or was cancelled) already
+        sleeper.task = sleeper.callback = None
         self._cancelled += 1
         if self._cancelled >= _COMPACT_AT and self._cancelled * 2 > len(self._heap):
             self._heap = [entry for entry in self._heap if entry[2].task is not None]
@@ -64,11 +71,15 @@ class _Timers:
     def wake_due(self, now: float) -> None:
         heap = self._heap
         while heap and heap[0][0] <= now:
-            task = heapq.heappop(heap)[2].task
-            if task is None:
-                self._cancelled -= 1
-            else:
+            sleeper = heapq.heappop(heap)[2]
+            task, callback = sleeper.task, sleeper.callback
+            sleeper.task = sleeper.callback = None
+            if callback is not None:
+                callback()
+            elif task is not None:
                 reschedule(task)
+            else:
+                self._cancelled -= 1
 
     async def run(self) -> None:
         while True:
@@ -115,6 +126,28 @@ def _timers() -> _Timers:
         return timers
 
 
+def call_at(deadline: float, callback: Callable[[], None]) -> _Sleeper:
+    """Call `callback` (from the timers' task, so it must not block) once
+    trio's clock reaches `deadline`, rounded up as for `sleep_until`.
+    Returns a handle for `cancel_call`. Call from inside a trio run."""
+    timers = _timers()
+    handle = _Sleeper(None, callback)
+    timers.add(_rounded(deadline), handle)
+    return handle
+
+
+def cancel_call(handle: _Sleeper) -> None:
+    """Forget a `call_at` that has not fired yet; nothing if it has."""
+    _timers().cancel(handle)
+
+
+def _rounded(deadline: float) -> float:
+    ticks = deadline / RESOLUTION
+    if ticks < 2**53:  # beyond, a float has no finer steps to round to
+        deadline = max(deadline, math.ceil(ticks) * RESOLUTION)
+    return deadline
+
+
 async def sleep_until(deadline: float) -> None:
     """Park the calling task until trio's clock reaches `deadline` (rounded
     up to `RESOLUTION`). Like `trio.sleep_until` it always checkpoints, never
@@ -134,10 +167,7 @@ async def sleep_until(deadline: float) -> None:
         timers.cancel(sleeper)
         return Abort.SUCCEEDED
 
-    ticks = deadline / RESOLUTION
-    if ticks < 2**53:  # beyond, a float has no finer steps to round to
-        deadline = max(deadline, math.ceil(ticks) * RESOLUTION)
-    timers.add(deadline, sleeper)
+    timers.add(_rounded(deadline), sleeper)
     await wait_task_rescheduled(abort)
 
 

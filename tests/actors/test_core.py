@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 from typing import Any
 
 import pytest
@@ -51,6 +52,10 @@ def test_the_default_config_is_valid() -> None:
         ("run_timeout", "300", "a number of seconds > 0"),
         ("idle_timeout", 0, "a number of seconds > 0"),
         ("idle_timeout", False, "a number of seconds > 0"),
+        ("engine_linger", -1, "a number of seconds >= 0"),
+        ("engine_linger", math.inf, "a number of seconds >= 0"),
+        ("engine_linger", "10", "a number of seconds >= 0"),
+        ("replay_retention", 0, "a number of seconds > 0"),
         ("replay_window", 0, "a whole number >= 1"),
         ("subscriber_queue", 0, "a whole number >= 1"),
     ],

@@ -332,6 +332,23 @@ async def test_submit_through_the_factory_creates_the_engine_and_takes_no_lease(
         assert core.factory.metrics().engines_created_total == 1
 
 
+async def test_an_engine_lingering_after_its_run_is_idle_and_gives_up_its_room(
+    autojump_clock: trio.abc.Clock,
+) -> None:
+    config = CoreConfig(max_engines=1, engine_linger=60)
+    async with open_core(config) as core, core.subscribe("bob") as events:
+        await core.submit("alice", "echo", "x")
+        await wait_all_tasks_blocked()
+        alice = await core.factory.lookup("alice")
+        assert alice is not None and alice.statistics().state == "lingering"
+
+        run_id = await core.submit("bob", "echo", "y")  # takes alice's room
+        seen = await read_until_ended(events, [run_id])
+
+    assert types_of(seen) == ["agent_started", "agent_completed"]
+    assert not alice.alive
+
+
 async def test_an_engine_handed_out_and_since_stopped_says_so_and_the_core_goes_on() -> None:
     async with open_core() as core, core.subscribe("alice") as events:
         engine = await core.factory.create_for_user(user("alice"))

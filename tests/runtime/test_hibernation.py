@@ -74,11 +74,15 @@ async def test_a_hibernating_actor_goes_dormant_when_idle_and_holds_no_task() ->
 
 
 class Spawned(trio.abc.Instrument):
-    def __init__(self) -> None:
+    """Counts the tasks spawned (only those named `name`, if given)."""
+
+    def __init__(self, name: str | None = None) -> None:
+        self.name = name
         self.count = 0
 
     def task_spawned(self, task: trio.lowlevel.Task) -> None:
-        self.count += 1
+        if self.name is None or task.name == self.name:
+            self.count += 1
 
 
 async def test_a_hibernating_actor_without_on_start_is_spawned_dormant_without_a_task() -> None:
@@ -165,6 +169,49 @@ async def test_an_awake_actor_that_need_not_wake_to_stop_still_runs_on_stop(
 
         assert ref.statistics().state == "stopped"
         assert log == ["on_stop"]
+
+
+class SlowSleeper(Sleeper):
+    hibernate_after = 5.0
+
+
+async def test_a_lingering_actor_takes_messages_for_a_while_without_a_new_task_then_sleeps(
+    autojump_clock: trio.abc.Clock,
+) -> None:
+    async with open_actor_system() as system:
+        ref = await system.spawn(SlowSleeper)
+        spawned = Spawned(ref.name)  # its own tasks, not the timers'
+        trio.lowlevel.add_instrument(spawned)
+        assert await ref.ask(Add(1)) == 1
+        assert spawned.count == 1  # its first task
+
+        for _ in range(3):  # each within the 5 s of the one before
+            await trio.sleep(4.9)
+            assert ref.statistics().state == "lingering"
+            assert await ref.ask(Add(1)) > 1
+        assert spawned.count == 1
+
+        await trio.sleep(5.1)
+        assert ref.statistics().state == "dormant"
+        assert await ref.ask(Add(1)) == 5
+        assert spawned.count == 2
+        trio.lowlevel.remove_instrument(spawned)
+
+
+async def test_stopping_a_lingering_actor_runs_on_stop_at_once(
+    autojump_clock: trio.abc.Clock,
+) -> None:
+    log: list[str] = []
+    async with open_actor_system() as system:
+        ref = await system.spawn(partial(SlowSleeper, log))
+        assert await ref.ask(Add(1)) == 1
+        await wait_all_tasks_blocked()
+        assert ref.statistics().state == "lingering"
+
+        began = trio.current_time()
+        await ref.stop()
+        assert trio.current_time() == began
+        assert (ref.statistics().state, log) == ("stopped", ["on_stop"])
 
 
 async def test_a_dormant_actor_wakes_on_the_next_message_and_keeps_its_state() -> None:

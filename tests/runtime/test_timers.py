@@ -10,7 +10,7 @@ import trio
 import trio.testing
 
 from runtime import sleep, sleep_until
-from runtime._timers import _COMPACT_AT, _TIMERS, RESOLUTION
+from runtime._timers import _COMPACT_AT, _TIMERS, RESOLUTION, call_at, cancel_call
 
 
 async def test_a_sleep_ends_at_its_deadline_rounded_up_to_the_resolution(
@@ -147,3 +147,20 @@ async def test_an_endless_sleep_lasts_until_cancelled_as_trios_does(
     with trio.move_on_after(5) as scope:
         await sleep(1e308)
     assert scope.cancelled_caught
+
+
+async def test_a_call_at_runs_once_at_its_deadline_and_a_cancelled_one_never(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    fired: list[tuple[str, float]] = []
+    start = trio.current_time()
+    kept = call_at(start + 2.0004, lambda: fired.append(("kept", trio.current_time())))
+    dropped = call_at(start + 1, lambda: fired.append(("dropped", trio.current_time())))
+    cancel_call(dropped)
+    await sleep(5)
+    cancel_call(kept)  # after it fired: nothing happens
+    cancel_call(dropped)  # twice: nothing either
+
+    assert fired == [("kept", pytest.approx(start + 2.001))]
+    timers = _TIMERS.get()
+    assert (timers._heap, timers._cancelled) == ([], 0)
