@@ -36,6 +36,10 @@ class _Sleeper:
     task: Task | None
     callback: Callable[[], None] | None = None
 
+    @property
+    def live(self) -> bool:
+        return self.task is not None or self.callback is not None
+
 
 @attrs.define(eq=False)
 class _Timers:
@@ -59,12 +63,12 @@ class _Timers:
             self._scope.deadline = deadline
 
     def cancel(self, sleeper: _Sleeper) -> None:
-        if sleeper.task is None and sleeper.callback is None:
+        if not sleeper.live:
             return  # it has fired (or was cancelled) already
         sleeper.task = sleeper.callback = None
         self._cancelled += 1
         if self._cancelled >= _COMPACT_AT and self._cancelled * 2 > len(self._heap):
-            self._heap = [entry for entry in self._heap if entry[2].task is not None]
+            self._heap = [entry for entry in self._heap if entry[2].live]
             heapq.heapify(self._heap)
             self._cancelled = 0
 

@@ -164,3 +164,16 @@ async def test_a_call_at_runs_once_at_its_deadline_and_a_cancelled_one_never(
     assert fired == [("kept", pytest.approx(start + 2.001))]
     timers = _TIMERS.get()
     assert (timers._heap, timers._cancelled) == ([], 0)
+
+
+async def test_a_pending_call_at_survives_the_heap_being_compacted(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    fired: list[str] = []
+    call_at(trio.current_time() + 3600, lambda: fired.append("late"))
+    for _ in range(3 * _COMPACT_AT):
+        cancel_call(call_at(trio.current_time() + 60, lambda: fired.append("cancelled")))
+    assert len(_TIMERS.get()._heap) < 2 * _COMPACT_AT  # it was compacted
+
+    await sleep(3601)
+    assert fired == ["late"]
