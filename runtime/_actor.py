@@ -256,9 +256,16 @@ class ActorRef(Generic[M]):
         """Stop the actor and wait until it has stopped; it is not restarted.
 
         Queued messages are handled first, then `on_stop` runs; past the
-        child's grace period the actor is cancelled. Idempotent.
+        child's grace period the actor is cancelled. Idempotent. Called by
+        the actor on itself, from its handler, it cannot wait for itself: it
+        asks for the stop and returns at once, and the actor stops after the
+        message it is handling (and those queued).
         """
-        await self._cell.supervisor.stop_child(self._cell)
+        cell = self._cell
+        if cell.task is not None and cell.task is current_task():
+            cell.request_stop()
+            return
+        await cell.supervisor.stop_child(cell)
 
     def statistics(self) -> ActorStatistics:
         return self._cell.statistics()
@@ -299,6 +306,8 @@ class _Cell:
     pacer: _Pacer
     books: KindBooks
     actor: Actor[Any] | None = None
+    #: The task handling its messages, while it has one.
+    task: Task | None = None
     nursery: trio.Nursery | None = None
     scope: trio.CancelScope | None = None
     # "starting" -> "running" | "dormant" <-> "running" <-> "lingering" -> "dormant";

@@ -358,73 +358,77 @@ class Supervisor:
         start) until it goes dormant or stops, restarting it in between."""
         starting = cell.state == "starting"
         cell.mailbox.on_arrival = None
-        while True:
-            crash: BaseException | None = None
-            # The nursery's own scope is the one `stop_child` cancels.
-            stopped_in_order = False
-            try:
-                async with trio.open_nursery() as nursery:
-                    scope = cell.scope = nursery.cancel_scope
-                    cell.nursery = nursery
-                    actor = cell.actor
-                    if actor is None:
-                        actor = cell.actor = cell.spec.factory()
-                    if not hasattr(actor, "_cell"):
-                        actor._cell = cell
-                        await actor.on_start()
+        cell.task = trio.lowlevel.current_task()
+        try:
+            while True:
+                crash: BaseException | None = None
+                # The nursery's own scope is the one `stop_child` cancels.
+                stopped_in_order = False
+                try:
+                    async with trio.open_nursery() as nursery:
+                        scope = cell.scope = nursery.cancel_scope
+                        cell.nursery = nursery
+                        actor = cell.actor
+                        if actor is None:
+                            actor = cell.actor = cell.spec.factory()
+                        if not hasattr(actor, "_cell"):
+                            actor._cell = cell
+                            await actor.on_start()
+                        if starting:
+                            starting = False
+                            if cell.state == "starting":
+                                cell.state = "running"
+                            task_status.started()
+                        await cell.serve(actor)
+                        if cell.state == "stopping":
+                            await actor.on_stop()
+                            stopped_in_order = True
+                            nursery.cancel_scope.cancel()
+                except Exception as error:
+                    cell.nursery = None
                     if starting:
-                        starting = False
-                        if cell.state == "starting":
-                            cell.state = "running"
-                        task_status.started()
-                    await cell.serve(actor)
-                    if cell.state == "stopping":
-                        await actor.on_stop()
-                        stopped_in_order = True
-                        nursery.cancel_scope.cancel()
-            except Exception as error:
-                cell.nursery = None
-                if starting:
-                    self._forget(cell, error)
-                    # spawn raises what on_start raised, not our nursery's group.
-                    failure = _one_error(error)
-                    if failure is error:
-                        raise
-                    raise failure from failure.__cause__
-                crash = _one_error(error)
-                cell.fail_current_ask(crash)
-                log.error("actor %s crashed", cell.name, exc_info=crash)
-                if cell.mailbox.closed:  # stopped from outside: never restarted
-                    verdict = _Verdict.STOP
+                        self._forget(cell, error)
+                        # spawn raises what on_start raised, not our nursery's group.
+                        failure = _one_error(error)
+                        if failure is error:
+                            raise
+                        raise failure from failure.__cause__
+                    crash = _one_error(error)
+                    cell.fail_current_ask(crash)
+                    log.error("actor %s crashed", cell.name, exc_info=crash)
+                    if cell.mailbox.closed:  # stopped from outside: never restarted
+                        verdict = _Verdict.STOP
+                    else:
+                        verdict = self._verdict(cell.spec.restart, normal=False)
+                except BaseException:
+                    cell.nursery = None
+                    self._forget(cell, None)
+                    raise
                 else:
-                    verdict = self._verdict(cell.spec.restart, normal=False)
-            except BaseException:
-                cell.nursery = None
-                self._forget(cell, None)
-                raise
-            else:
-                cell.nursery = None
-                cut = scope.cancelled_caught and not stopped_in_order
-                if cell.state != "stopping" and not cut:
-                    if len(cell.mailbox):
-                        continue
-                    cell.state = "dormant"
-                    cell.scope = None  # exited; a wake-up opens a new one
-                    cell.mailbox.shrink()
-                    cell.mailbox.on_arrival = cell.wake
-                    return
-                if cell.mailbox.closed or cut:
-                    verdict = _Verdict.STOP
-                else:
-                    verdict = self._verdict(cell.spec.restart, normal=cell.normal_exit)
-            if verdict is _Verdict.RESTART:
-                cell.restart()
-                continue
-            self._forget(cell, crash, keep=verdict is _Verdict.ESCALATE)
-            if verdict is _Verdict.ESCALATE:
-                assert crash is not None
-                await self._escalate(crash)
-            return
+                    cell.nursery = None
+                    cut = scope.cancelled_caught and not stopped_in_order
+                    if cell.state != "stopping" and not cut:
+                        if len(cell.mailbox):
+                            continue
+                        cell.state = "dormant"
+                        cell.scope = None  # exited; a wake-up opens a new one
+                        cell.mailbox.shrink()
+                        cell.mailbox.on_arrival = cell.wake
+                        return
+                    if cell.mailbox.closed or cut:
+                        verdict = _Verdict.STOP
+                    else:
+                        verdict = self._verdict(cell.spec.restart, normal=cell.normal_exit)
+                if verdict is _Verdict.RESTART:
+                    cell.restart()
+                    continue
+                self._forget(cell, crash, keep=verdict is _Verdict.ESCALATE)
+                if verdict is _Verdict.ESCALATE:
+                    assert crash is not None
+                    await self._escalate(crash)
+                return
+        finally:
+            cell.task = None  # a dormant actor holds no task, not even a finished one
 
     def _forget_supervisor(self, child: Supervisor, *, keep: bool = False) -> None:
         """A child supervisor has stopped; keep its place as `_forget` does."""

@@ -191,6 +191,31 @@ async def test_an_ask_whose_actor_is_stopped_before_replying_raises_actor_stoppe
         assert ref.stopped
 
 
+async def test_an_actor_stopping_itself_through_its_ref_stops_after_the_message_for_good(
+    autojump_clock: trio.abc.Clock,
+) -> None:
+    handled: list[str] = []
+
+    class Quitter(Actor[str]):
+        async def handle(self, message: str) -> Any:
+            handled.append(message)
+            if message == "quit":
+                await self.ref.stop()  # cannot wait for itself: returns at once
+                return "bye"
+            return "ok"
+
+    async with open_actor_system() as system:
+        ref = await system.spawn(Quitter)  # permanent, yet not restarted
+        ref.send_nowait("queued before")
+        began = trio.current_time()
+        assert await ref.ask("quit") == "bye"
+        await ref.stop()
+
+        assert trio.current_time() == began  # no grace period waited out
+        assert ref.stopped and ref.statistics().restarts == 0
+        assert handled == ["queued before", "quit"]
+
+
 async def test_asks_queued_behind_the_crash_of_a_temporary_actor_raise_actor_stopped(
     autojump_clock: object,
 ) -> None:
