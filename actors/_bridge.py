@@ -38,10 +38,14 @@ class Emit(NamedTuple):
 class OpenRun:
     user_id: str
     run_id: str
+    agent: str
 
 
 @attrs.frozen
 class EndOpenRuns:
+    """End every open run of the user with `agent_error`; the reply is
+    `(run_id, agent)` of each run it ended."""
+
     user_id: str
     reason: str
     detail: str
@@ -110,11 +114,13 @@ class BridgeActor(Actor[Any]):
                 self._deliver(event)
             return None
         match message:
-            case OpenRun(user_id, run_id):
-                books.open_run(user_id, run_id)
+            case OpenRun(user_id, run_id, agent):
+                books.open_run(user_id, run_id, agent)
             case EndOpenRuns(user_id, reason, detail):
-                for event in books.end_open_runs(user_id, reason, detail, time.time()):
+                ended = books.end_open_runs(user_id, reason, detail, time.time())
+                for event, _ in ended:
                     self._deliver(event)
+                return [(event.run_id, agent) for event, agent in ended]
             case Subscribe(subscriber, after):
                 if self.closed:
                     raise CoreClosed("the core is shutting down")

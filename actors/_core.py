@@ -84,7 +84,7 @@ class Core:
         return ctx.run_id
 
     async def _reject(self, ctx: UserContext, agent: str, detail: str) -> None:
-        await self._bridge.send(OpenRun(ctx.user_id, ctx.run_id))
+        await self._bridge.send(OpenRun(ctx.user_id, ctx.run_id, agent))
         data = {"reason": "rejected", "detail": detail}
         await self._bridge.send(Emit(ctx.user_id, ctx.run_id, AGENT_ERROR, data, time.time()))
         self.run_books.ended(agent, "rejected", None)

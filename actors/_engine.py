@@ -200,7 +200,7 @@ class EngineActor(Actor[Any]):
 
     async def _submit(self, record: RunRecord) -> Admission:
         admission = self.rules.admit(record)
-        await self.env.bridge.send(OpenRun(self.user_id, record.run_id))
+        await self.env.bridge.send(OpenRun(self.user_id, record.run_id, record.agent))
         if admission == "started":
             self._start(record)
         elif admission == "rejected":

@@ -211,8 +211,13 @@ class FactoryActor(Actor[Any]):
             return
         self.books.remove(user_id, "crash")
         detail = f"the user's engine failed: {type(error).__name__}: {error}"
-        await self.env.bridge.send(EndOpenRuns(user_id, "exception", detail))
         audit("engine_reaped", user_id=user_id, reason="crash", detail=detail)
+        # The runs it was running ended in their own tasks; what is still
+        # open was queued, so it never started and is counted here.
+        ended = await self.env.bridge.ask(EndOpenRuns(user_id, "exception", detail))
+        for run_id, agent in ended:
+            self.env.runs.ended(agent, "exception", None)
+            audit("run_ended", user_id=user_id, run_id=run_id, outcome="exception")
 
 
 @attrs.define(eq=False)

@@ -38,7 +38,8 @@ class Subscriber:
 class _Stream:
     last_seq: int = 0
     replay: deque[Event] | None = None
-    open_runs: dict[str, None] | None = None
+    #: The runs opened and not yet ended, by run id: their agents.
+    open_runs: dict[str, str] | None = None
     subscribers: list[Subscriber] = attrs.Factory(list)
     #: Sweeps in a row that found the stream quiet, and its last seq then.
     quiet_sweeps: int = 0
@@ -105,11 +106,12 @@ class StreamBooks:
         windows = [len(s.replay) for s in self._streams.values() if s.replay]
         return len(windows), sum(windows)
 
-    def open_run(self, user_id: str, run_id: str) -> None:
+    def open_run(self, user_id: str, run_id: str, agent: str) -> None:
+        """Accept the events of the user's run `run_id` (of `agent`) until its terminal one."""
         stream = self._stream(user_id)
         if stream.open_runs is None:
             stream.open_runs = {}
-        stream.open_runs[run_id] = None
+        stream.open_runs[run_id] = agent
 
     def open_runs(self, user_id: str) -> list[str]:
         stream = self._streams.get(user_id)
@@ -136,18 +138,21 @@ class StreamBooks:
         self.events_by_type[type] += 1
         return event
 
-    def end_open_runs(self, user_id: str, reason: str, detail: str, ts: float) -> list[Event]:
-        """End every open run of the user with `agent_error`."""
-        return [
-            event
-            for run_id in self.open_runs(user_id)
-            if (
-                event := self.number(
-                    user_id, run_id, AGENT_ERROR, {"reason": reason, "detail": detail}, ts
-                )
-            )
-            is not None
-        ]
+    def end_open_runs(
+        self, user_id: str, reason: str, detail: str, ts: float
+    ) -> list[tuple[Event, str]]:
+        """End every open run of the user with `agent_error`: each terminal
+        event, with the agent of its run."""
+        stream = self._streams.get(user_id)
+        if stream is None or not stream.open_runs:
+            return []
+        ended = []
+        for run_id, agent in list(stream.open_runs.items()):
+            data = {"reason": reason, "detail": detail}
+            event = self.number(user_id, run_id, AGENT_ERROR, data, ts)
+            assert event is not None  # the run is open
+            ended.append((event, agent))
+        return ended
 
     def replay(self, user_id: str, after: int) -> tuple[Gap | None, list[Event]]:
         """What a subscriber resuming after `after` must get before live events:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+import logging
 from typing import Any
 
 import attrs
@@ -266,6 +268,38 @@ async def test_an_engine_crash_is_contained_to_its_user(autojump_clock: trio.abc
     assert types_of(bob_seen) == ["agent_started", *["agent_thinking"] * 10, "agent_completed"]
     assert [e.seq for e in bob_seen] == list(range(1, 13))
     assert terminal_of(alice_seen, again).data["output"] == "back"
+
+
+async def test_the_runs_an_engine_crash_ends_are_each_counted_and_audited_once(
+    caplog: pytest.LogCaptureFixture, autojump_clock: trio.abc.Clock
+) -> None:
+    caplog.set_level(logging.INFO, logger="greenroom.audit")
+    config = CoreConfig(max_runs_per_user=1, max_queued_runs_per_user=2)
+    async with open_core(config) as core, core.subscribe("alice") as events:
+        running = await core.submit("alice", "sleep", sleep(60))
+        queued = [await core.submit("alice", agent, "x") for agent in ("echo", "echo")]
+        await trio.sleep(1)
+        engine = await core.factory.create_for_user(user("alice"))
+
+        await engine._ref.send(Unhandled())
+        await read_until_ended(events, [running, *queued])
+        await wait_all_tasks_blocked()
+
+        def runs_total(agent: str) -> float | None:
+            labels = {"agent": agent, "outcome": "exception"}
+            return core.registry.get_sample_value("greenroom_runs_total", labels)
+
+        assert (runs_total("sleep"), runs_total("echo")) == (1, 2)
+        assert core.registry.get_sample_value("greenroom_runs_active") == 0
+    ended = [
+        line
+        for line in (
+            json.loads(r.getMessage()) for r in caplog.records if r.name == "greenroom.audit"
+        )
+        if line["event"] == "run_ended"
+    ]
+    assert sorted(line["run_id"] for line in ended) == sorted([running, *queued])
+    assert {line["outcome"] for line in ended} == {"exception"}
 
 
 async def test_after_shutdown_no_engine_is_created_and_shutdown_is_idempotent() -> None:

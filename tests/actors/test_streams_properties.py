@@ -39,6 +39,7 @@ class StreamBooksMachine(RuleBasedStateMachine):
         self.dropped = 0
         self.subscribers: dict[str, list[Subscriber]] = {user: [] for user in USERS}
         self.serial = itertools.count()
+        self.agents: dict[str, str] = {}
         # Retirement: whether the books hold a stream for the user, the
         # sweeps in a row that found it quiet, its seq at the last sweep,
         # and how many of its events a retirement dropped from replay.
@@ -54,10 +55,11 @@ class StreamBooksMachine(RuleBasedStateMachine):
             self.quiet[user] = 0
             self.swept[user] = len(self.numbered[user])
 
-    @rule(user=st.sampled_from(USERS))
-    def open_run(self, user: str) -> None:
+    @rule(user=st.sampled_from(USERS), agent=st.sampled_from(["echo", "sleep"]))
+    def open_run(self, user: str, agent: str) -> None:
         run_id = f"run-{next(self.serial)}"
-        self.books.open_run(user, run_id)
+        self.books.open_run(user, run_id, agent)
+        self.agents[run_id] = agent
         self.touch(user)
         self.open[user].append(run_id)
         self.runs[user].append(run_id)
@@ -97,9 +99,11 @@ class StreamBooksMachine(RuleBasedStateMachine):
 
     @rule(user=st.sampled_from(USERS))
     def end_open_runs(self, user: str) -> None:
-        events = self.books.end_open_runs(user, "exception", "engine failed", ts=1.0)
+        ended = self.books.end_open_runs(user, "exception", "engine failed", ts=1.0)
+        events = [event for event, _ in ended]
 
         assert [e.run_id for e in events] == self.open[user]
+        assert [agent for _, agent in ended] == [self.agents[e.run_id] for e in events]
         for event in events:
             assert event.type == "agent_error"
             self.record(user, event.run_id, event, "agent_error", event.data)
