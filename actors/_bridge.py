@@ -105,17 +105,24 @@ class BridgeActor(Actor[Any]):
             except ActorStopped:
                 return  # the bridge is stopping
 
-    async def handle(self, message: Any) -> Any:
-        books = self.books
+    def _handle_at_once(self, message: Any) -> bool:
+        """Events and run openings: handled without awaiting anything."""
         if type(message) is Emit:  # nearly every message: no match to try
             user_id, run_id, kind, data, ts = message
-            event = books.number(user_id, run_id, kind, data, ts)
+            event = self.books.number(user_id, run_id, kind, data, ts)
             if event is not None:
                 self._deliver(event)
+            return True
+        if type(message) is OpenRun:
+            self.books.open_run(message.user_id, message.run_id, message.agent)
+            return True
+        return False
+
+    async def handle(self, message: Any) -> Any:
+        if self._handle_at_once(message):
             return None
+        books = self.books
         match message:
-            case OpenRun(user_id, run_id, agent):
-                books.open_run(user_id, run_id, agent)
             case EndOpenRuns(user_id, reason, detail):
                 ended = books.end_open_runs(user_id, reason, detail, time.time())
                 for event, _ in ended:
@@ -165,6 +172,18 @@ class BridgeActor(Actor[Any]):
     async def on_stop(self) -> None:
         for subscriber in self.books.all_subscribers():
             self._end(subscriber, "shutdown")
+
+
+class InlineBridgeActor(BridgeActor):
+    """The bridge of a core with `deliver_inline`: while the bridge is idle,
+    an event is numbered and delivered in the task that emits it
+    (`Actor.handle_now`), so it never waits for the bridge's next turn,
+    which under load comes only after every runnable task has had one.
+    Order is kept: an event finding the bridge busy is queued, and so is
+    every later one until the bridge is idle again."""
+
+    def handle_now(self, message: Any) -> bool:
+        return self._handle_at_once(message)
 
 
 @attrs.define(eq=False)

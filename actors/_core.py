@@ -15,7 +15,15 @@ from runtime import ActorRef, ActorStopped, ActorSystem, open_actor_system
 
 from ._agents import Agent, AgentRegistry
 from ._books import FactoryBooks
-from ._bridge import BridgeActor, Emit, EndSubscriptions, OpenRun, Subscription, open_subscription
+from ._bridge import (
+    BridgeActor,
+    Emit,
+    EndSubscriptions,
+    InlineBridgeActor,
+    OpenRun,
+    Subscription,
+    open_subscription,
+)
 from ._config import CoreConfig
 from ._context import UserContext, check_id
 from ._engine import EngineEnv
@@ -120,7 +128,9 @@ class Core:
         than `queue_size` (default `subscriber_queue`) events behind.
 
         `deliver_now(event)`, if given, is offered each live event before it
-        is queued, in the bridge's own task: it must never block or await,
+        is queued, in the bridge's own task (with `deliver_inline`, in the
+        task that emitted the event when the bridge was idle): it must never
+        block or await,
         and returns True if it delivered the event (which is then not
         queued). Once it returns False it must keep returning False until
         the queue has been drained, or the order is lost."""
@@ -167,8 +177,9 @@ async def open_core(
     agent_registry = AgentRegistry.of(agents)
     async with open_actor_system(name="greenroom", registry=registry) as system:
         stream_books = StreamBooks(config.replay_window)
+        bridge_class = InlineBridgeActor if config.deliver_inline else BridgeActor
         bridge = await system.spawn(
-            lambda: BridgeActor(stream_books, config.replay_retention), name="bridge"
+            lambda: bridge_class(stream_books, config.replay_retention), name="bridge"
         )
         engines = await system.start_supervisor("engines", concurrent_stop=True)
         run_books = RunBooks()

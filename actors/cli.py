@@ -9,12 +9,16 @@ import signal
 import sys
 import time
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 import trio
 
 from ._auth import DEV_SECRET, TokenSigner
 from ._config import CoreConfig
 from ._errors import InvalidRequest
+
+if TYPE_CHECKING:
+    from ._serve import ServeOptions
 
 SECRET_ENV = "GREENROOM_SECRET"
 DEFAULT_HOST = "127.0.0.1"
@@ -113,6 +117,14 @@ def _build_parser() -> argparse.ArgumentParser:
         serve.add_argument(
             flag, type=kind, default=default, help=f"{meaning} (default %(default)s)"
         )
+    serve.add_argument(
+        "--deliver-inline",
+        action="store_true",
+        help=(
+            "deliver each event in the task that emits it while the event bridge is idle: "
+            "much lower latency under load, for about a tenth more CPU per event"
+        ),
+    )
     serve.add_argument(
         "--allow-origin",
         action="append",
@@ -229,11 +241,11 @@ def _configure_logging(level: str) -> None:
     logging.basicConfig(level=level, handlers=[handler])
 
 
-def _serve(args: argparse.Namespace) -> int:
-    _configure_logging(args.log_level)
-    from ._serve import ServeOptions, serve
+def _serve_options(args: argparse.Namespace) -> ServeOptions:
+    """`serve`'s flags as options; raises `InvalidRequest` for a bad value."""
+    from ._serve import ServeOptions
 
-    options = ServeOptions(
+    return ServeOptions(
         host=args.host,
         port=args.port,
         core=CoreConfig(
@@ -246,6 +258,7 @@ def _serve(args: argparse.Namespace) -> int:
             replay_window=args.replay_window,
             replay_retention=args.replay_retention,
             subscriber_queue=args.subscriber_queue,
+            deliver_inline=args.deliver_inline,
         ),
         allowed_origins=tuple(args.allow_origin),
         max_message_bytes=args.max_message_bytes,
@@ -253,6 +266,13 @@ def _serve(args: argparse.Namespace) -> int:
         shutdown_timeout=args.shutdown_timeout,
         gc_threshold=args.gc_threshold,
     )
+
+
+def _serve(args: argparse.Namespace) -> int:
+    _configure_logging(args.log_level)
+    from ._serve import serve
+
+    options = _serve_options(args)
     secret = _secret(args.dev, for_serving=True)
     if secret is None:
         print(

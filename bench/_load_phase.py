@@ -11,7 +11,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import attrs
@@ -349,10 +349,10 @@ class Phase:
 
 
 async def run_round(
-    load: Load, baseline: bool, profile: str | None = None, log_level: str | None = None
+    load: Load, baseline: bool, profile: str | None = None, server_args: Sequence[str] = ()
 ) -> dict[str, dict[str, Any]]:
     timeout = _phase_timeout(load)
-    phases = [("greenroom", greenroom_command(load, log_level))]
+    phases = [("greenroom", greenroom_command(load, server_args))]
     if baseline:
         phases.insert(0, ("bare", bare_command()))
     found: dict[str, dict[str, Any]] = {}

@@ -9,6 +9,7 @@ import resource
 import subprocess
 import sys
 from array import array
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -94,16 +95,16 @@ def _latency_stats(latency: array[float]) -> dict[str, float]:
     }
 
 
-def greenroom_command(load: Load, log_level: str | None = None) -> list[str]:
+def greenroom_command(load: Load, server_args: Sequence[str] = ()) -> list[str]:
+    """`greenroom serve` with limits that fit `load`, then `server_args`."""
     per_run = load.events_per_run
-    logging = ["--log-level", log_level] if log_level else []
     return [
         sys.executable, "-m", "actors.cli", "serve", "--dev", "--port", "0",
         "--max-engines", str(max(10_000, load.users)),
         "--max-runs-per-user", "4",
         "--subscriber-queue", str(max(1000, 4 * per_run)),
         "--run-timeout", str(max(300.0, 10 * load.seconds)),
-        *logging,
+        *server_args,
     ]  # fmt: skip
 
 

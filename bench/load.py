@@ -5,7 +5,7 @@ against a bare WebSocket server on the same stack, to price the runtime.
     python -m bench.load [--users N] [--runs-per-user M] [--agent sleep|echo|calc]
                          [--seconds S] [--steps K] [--concurrency C] [--quick]
                          [--json] [--plot FILE.png] [--repeat R] [--no-baseline]
-                         [--server-log-level LEVEL] [--py-spy DIR]
+                         [--server-log-level LEVEL] [--deliver-inline] [--py-spy DIR]
 
 A round has two phases, each with its own server as a subprocess: first the
 baseline, `python -m bench._bare_server --port 0` (greenroom's own HTTP and
@@ -13,7 +13,8 @@ WebSocket server, `actors._wire`, with the same garbage-collector settings
 and `runtime.sleep`, but no runtime behind it: the run's own task writes
 the same event shapes at the same pace straight to the socket), then
 `python -m actors.cli serve --dev --port 0` with limits that fit the load
-(--max-engines >= N, a subscriber queue of at least 4 runs' events). Each
+(--max-engines >= N, a subscriber queue of at least 4 runs' events; with
+--deliver-inline, greenroom's own flag of that name). Each
 phase connects N users (tokens signed with the development secret, at most
 C handshakes at once), and once all are connected every user runs M runs
 one after the other: send `{"type": "run", ...}`, read events up to the
@@ -103,6 +104,9 @@ def main(argv: list[str] | None = None) -> int:
     cli.add_argument("--server-log-level", choices=["DEBUG", "INFO", "WARNING", "ERROR"],
                      help="greenroom's --log-level (default: its own, INFO, which writes "
                      "two audit records per run)")  # fmt: skip
+    cli.add_argument("--deliver-inline", action="store_true",
+                     help="run greenroom with --deliver-inline: each event delivered in "
+                     "the task that emits it while the bridge is idle")  # fmt: skip
     cli.add_argument("--py-spy", metavar="DIR",
                      help="sample each server with py-spy over the measured phase: "
                      "DIR/greenroom.folded and DIR/bare.folded (folded stacks)")  # fmt: skip
@@ -124,6 +128,9 @@ def main(argv: list[str] | None = None) -> int:
         cli.error("--users, --runs-per-user, --steps and --concurrency must be >= 1")
     repeat = _report.repeat(args)
     baseline = not args.no_baseline
+    server_args = ["--log-level", args.server_log_level] if args.server_log_level else []
+    if args.deliver_inline:
+        server_args.append("--deliver-inline")
     _raise_open_files(load.users)
 
     started, timestamp = time.perf_counter(), _report.utc_timestamp()
@@ -137,7 +144,7 @@ def main(argv: list[str] | None = None) -> int:
     for number in range(1, repeat + 1):
         if repeat > 1:
             _report.progress(f"round {number}/{repeat}")
-        rounds.append(trio.run(run_round, load, baseline, args.py_spy, args.server_log_level))
+        rounds.append(trio.run(run_round, load, baseline, args.py_spy, server_args))
     wall = time.perf_counter() - started
 
     g = _median_of(rounds, "greenroom")
@@ -154,6 +161,7 @@ def main(argv: list[str] | None = None) -> int:
         f"greenroom load benchmark, {timestamp}: {load.users:,} users x {load.runs_per_user} "
         f"runs of {load.agent} {json.dumps(load.input)} ({load.events_per_run} events a run), "
         f"connect concurrency {load.concurrency}, client {load.client}"
+        + (f", greenroom serve {' '.join(server_args)}" if server_args else "")
         + (f", medians of {repeat} rounds" if repeat > 1 else "")
     )
     print()
@@ -211,6 +219,7 @@ def main(argv: list[str] | None = None) -> int:
             "repeat": repeat,
             **_report.environment("trio", "h11", "wsproto"),
             "load": attrs.asdict(load),
+            "server_args": server_args,
             "events_per_run": load.events_per_run,
             "events_per_s": _rounded(g["events_per_s"]),
             "runs_per_s": _rounded(g["runs_per_s"]),

@@ -13,6 +13,7 @@ from collections.abc import Callable
 from typing import Any
 
 import attrs
+import outcome
 import trio
 from trio.lowlevel import Abort, ParkingLot, Task, current_task, reschedule, wait_task_rescheduled
 
@@ -124,9 +125,21 @@ class Mailbox:
         finally:
             cancel_call(timer)
 
+    @property
+    def waiting(self) -> bool:
+        """The consumer is parked in `wait` (so nothing is queued)."""
+        return self._receiver is not None
+
     def poke(self) -> None:
         """Wake a parked consumer without giving it an item."""
         self._wake()
+
+    def throw(self, error: BaseException) -> None:
+        """Wake the parked consumer with `error` raised from its `wait`."""
+        task = self._receiver
+        if task is not None:
+            self._receiver = None
+            reschedule(task, outcome.Error(error))
 
     def _wake(self) -> None:
         task = self._receiver

@@ -180,9 +180,9 @@ class Supervisor:
             mailbox=Mailbox(mailbox_capacity or type(actor).mailbox_capacity, name),
             pacer=self.books.pacer,
             books=self.books.kind(kind),
-            actor=actor,
             monitor=monitor,
         )
+        cell.adopt(actor)
         cell.books.enlist(cell)
         self._children[cell] = None
         if type(actor).hibernate and type(actor).on_start is Actor.on_start:
@@ -370,7 +370,8 @@ class Supervisor:
                         cell.nursery = nursery
                         actor = cell.actor
                         if actor is None:
-                            actor = cell.actor = cell.spec.factory()
+                            actor = cell.spec.factory()
+                            cell.adopt(actor)
                         if not hasattr(actor, "_cell"):
                             actor._cell = cell
                             await actor.on_start()

@@ -58,6 +58,8 @@ def test_the_default_config_is_valid() -> None:
         ("replay_retention", 0, "a number of seconds > 0"),
         ("replay_window", 0, "a whole number >= 1"),
         ("subscriber_queue", 0, "a whole number >= 1"),
+        ("deliver_inline", 1, "True or False"),
+        ("deliver_inline", "yes", "True or False"),
     ],
 )
 def test_a_bad_config_value_is_refused_naming_the_field_and_what_is_accepted(

@@ -21,9 +21,9 @@ import trio
 from hypothesis import given
 from hypothesis import strategies as st
 
-from actors import RunningServer, ServeOptions, TokenSigner, open_server
+from actors import CoreConfig, RunningServer, ServeOptions, TokenSigner, open_server
 from actors._auth import DEV_SECRET
-from actors.cli import SECRET_ENV, _LogFormatter, main
+from actors.cli import SECRET_ENV, _build_parser, _LogFormatter, _serve_options, main
 
 from .kit import PATIENCE, connect, ping, read_until_closed, receive, run
 
@@ -173,7 +173,7 @@ def test_serve_in_process_refuses_without_a_secret_naming_both_ways_out(
     ("argv", "mentions"),
     [
         ([], ["serve", "token", "chat"]),
-        (["serve"], ["--host", "--port", "--dev", SECRET_ENV]),
+        (["serve"], ["--host", "--port", "--dev", "--deliver-inline", SECRET_ENV]),
         (["token"], ["user", "--ttl"]),
         (["chat"], ["user", "--agent", "--url"]),
     ],
@@ -254,3 +254,41 @@ async def test_a_chat_user_sees_only_their_own_events(
 
     assert b"completed" in result.stdout
     assert dev_server.core.last_seq("bob") == 0
+
+
+def test_every_serve_flag_reaches_the_options_it_names() -> None:
+    args = _build_parser().parse_args(
+        [
+            "serve", "--host", "0.0.0.0", "--port", "9000",
+            "--max-engines", "7", "--max-runs-per-user", "2", "--max-queued-runs-per-user", "3",
+            "--run-timeout", "9.5", "--idle-timeout", "11", "--engine-linger", "0",
+            "--replay-window", "50", "--replay-retention", "60", "--subscriber-queue", "70",
+            "--deliver-inline", "--allow-origin", "https://a.example",
+            "--allow-origin", "https://b.example", "--max-message-bytes", "4096",
+            "--write-timeout", "5", "--shutdown-timeout", "6", "--gc-threshold", "0",
+        ]
+    )  # fmt: skip
+
+    assert _serve_options(args) == ServeOptions(
+        host="0.0.0.0",
+        port=9000,
+        core=CoreConfig(
+            max_engines=7,
+            max_runs_per_user=2,
+            max_queued_runs_per_user=3,
+            run_timeout=9.5,
+            idle_timeout=11.0,
+            engine_linger=0.0,
+            replay_window=50,
+            replay_retention=60.0,
+            subscriber_queue=70,
+            deliver_inline=True,
+        ),
+        allowed_origins=("https://a.example", "https://b.example"),
+        max_message_bytes=4096,
+        write_timeout=5.0,
+        shutdown_timeout=6.0,
+        gc_threshold=0,
+    )
+    defaults = _serve_options(_build_parser().parse_args(["serve"]))
+    assert defaults == ServeOptions()

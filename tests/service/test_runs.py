@@ -3,19 +3,23 @@ cancellation. Server on 127.0.0.1:0, client trio-websocket."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 
 import trio
 
-from actors import RunningServer
+from actors import CoreConfig, RunningServer
 
 from .kit import (
+    ServerHandle,
     assert_stream,
     connect,
+    http_get,
+    metric_samples,
     ping,
     read_until_ended,
     receive,
     run,
+    sample,
     send,
     types_of,
 )
@@ -131,6 +135,38 @@ async def test_two_users_at_once_each_receive_only_their_own_events(
             "tool_completed",
             "agent_completed",
         ]
+
+
+async def test_with_deliver_inline_each_user_gets_their_whole_stream_in_order_over_a_socket(
+    start_server: Callable[..., Awaitable[ServerHandle]], mint: Callable[[str], str]
+) -> None:
+    server = (await start_server(core=CoreConfig(deliver_inline=True))).server
+    streams: dict[str, list[dict[str, object]]] = {}
+
+    async def user(name: str) -> None:
+        async with connect(server.url, mint(name)) as ws:
+            for n in range(3):
+                await run(ws, "sleep", {"seconds": 0.2, "steps": 5}, run_id=f"{name}-{n}")
+            await run(ws, "calc", {"expression": "6*7"}, run_id=f"{name}-calc")
+            streams[name] = await read_until_ended(ws, runs=4)
+            await ping(ws)
+
+    async with trio.open_nursery() as nursery:
+        for name in ("alice", "bob", "carol"):
+            nursery.start_soon(user, name)
+
+    for name, messages in streams.items():
+        events = assert_stream(messages, name)
+        assert len(events) == 3 * 7 + 5
+        for n in range(3):
+            run_events = [e for e in events if e["run_id"] == f"{name}-{n}"]
+            assert types_of(run_events) == [
+                "agent_started",
+                *["agent_thinking"] * 5,
+                "agent_completed",
+            ]
+    metrics = metric_samples((await http_get(server.address, "/metrics")).text)
+    assert sample(metrics, "greenroom_event_delivery_seconds_count") == 3 * (3 * 7 + 5)
 
 
 async def test_a_user_id_in_a_request_never_chooses_the_user(

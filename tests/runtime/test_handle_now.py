@@ -1,0 +1,185 @@
+"""`Actor.handle_now`: an idle actor handling a told message in the sender's task."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import attrs
+import pytest
+import trio
+from trio.lowlevel import Task, current_task
+from trio.testing import wait_all_tasks_blocked
+
+from runtime import Actor, ActorStopped, RestartType, open_actor_system
+
+
+@attrs.frozen
+class Note:
+    n: int
+
+
+@attrs.frozen
+class Later:
+    """A message `handle_now` declines: it goes to the queue and `handle`."""
+
+    n: int
+
+
+@attrs.frozen
+class Hold:
+    """Handled by waiting on `event`: the actor is busy until it is set."""
+
+    event: trio.Event
+
+
+@attrs.frozen
+class Boom:
+    pass
+
+
+@attrs.define
+class Handled:
+    where: str  # "now" (handle_now) or "queued" (handle)
+    message: Any
+    task: Task
+
+
+class Hub(Actor[Any]):
+    def __init__(self, log: list[Handled]) -> None:
+        self.log = log
+
+    def handle_now(self, message: Any) -> bool:
+        match message:
+            case Boom():
+                raise RuntimeError("boom")
+            case Note():
+                self.log.append(Handled("now", message, current_task()))
+                return True
+        return False
+
+    async def handle(self, message: Any) -> Any:
+        if isinstance(message, Hold):
+            await message.event.wait()
+        self.log.append(Handled("queued", message, current_task()))
+        return "done"
+
+
+class SleepyHub(Hub):
+    hibernate = True
+
+
+async def test_an_idle_actor_handles_a_told_message_in_the_senders_task_before_send_returns() -> (
+    None
+):
+    log: list[Handled] = []
+    async with open_actor_system() as system:
+        ref = await system.spawn(lambda: Hub(log))
+        await wait_all_tasks_blocked()  # parked on its empty mailbox
+
+        await ref.send(Note(1))
+        assert log == [Handled("now", Note(1), current_task())]
+        ref.send_nowait(Note(2))
+        assert log[-1] == Handled("now", Note(2), current_task())
+        assert ref.statistics().messages_handled == 2
+        assert ref.statistics().mailbox_depth == 0
+
+
+async def test_a_message_it_declines_is_queued_and_handled_by_the_actors_own_task() -> None:
+    log: list[Handled] = []
+    async with open_actor_system() as system:
+        ref = await system.spawn(lambda: Hub(log))
+        await wait_all_tasks_blocked()
+
+        await ref.send(Later(1))
+        assert log == []
+        await wait_all_tasks_blocked()
+
+    assert [(h.where, h.message) for h in log] == [("queued", Later(1))]
+    assert log[0].task is not current_task()
+
+
+async def test_while_the_actor_is_busy_messages_queue_and_order_is_kept() -> None:
+    log: list[Handled] = []
+    async with open_actor_system() as system:
+        ref = await system.spawn(lambda: Hub(log))
+        await wait_all_tasks_blocked()
+        release = trio.Event()
+
+        await ref.send(Hold(release))  # declined: queued, and the actor wakes to it
+        await wait_all_tasks_blocked()  # now inside `handle`, waiting
+        await ref.send(Note(1))
+        ref.send_nowait(Note(2))
+        assert log == []  # busy: neither was handled at once
+        release.set()
+        await wait_all_tasks_blocked()
+        await ref.send(Note(3))  # idle again
+
+    assert [(h.where, h.message) for h in log] == [
+        ("queued", Hold(release)),
+        ("queued", Note(1)),
+        ("queued", Note(2)),
+        ("now", Note(3)),
+    ]
+
+
+async def test_an_ask_is_never_offered_to_handle_now() -> None:
+    log: list[Handled] = []
+    async with open_actor_system() as system:
+        ref = await system.spawn(lambda: Hub(log))
+        await wait_all_tasks_blocked()
+
+        assert await ref.ask(Note(1)) == "done"
+
+    assert [(h.where, h.message) for h in log] == [("queued", Note(1))]
+
+
+async def test_a_dormant_actor_is_woken_rather_than_handled_at_once() -> None:
+    log: list[Handled] = []
+    async with open_actor_system() as system:
+        ref = await system.spawn(lambda: SleepyHub(log))
+        assert ref.statistics().state == "dormant"
+
+        await ref.send(Note(1))
+        assert log == []
+        await wait_all_tasks_blocked()
+        assert ref.statistics().state == "dormant"  # handled, and asleep again
+
+    assert [(h.where, h.message) for h in log] == [("queued", Note(1))]
+
+
+async def test_an_exception_in_handle_now_crashes_the_actor_in_its_own_task_not_the_sender(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    logs: list[list[Handled]] = []
+
+    def make() -> Hub:
+        logs.append([])
+        return Hub(logs[-1])
+
+    async with open_actor_system() as system:
+        ref = await system.spawn(make, restart=RestartType.PERMANENT)
+        await wait_all_tasks_blocked()
+
+        await ref.send(Boom())  # returns normally: the crash is the actor's
+        await wait_all_tasks_blocked()
+        assert ref.statistics().restarts == 1
+        await ref.send(Note(1))  # the fresh instance, idle again
+
+    assert len(logs) == 2
+    assert [(h.where, h.message) for h in logs[1]] == [("now", Note(1))]
+    assert any("crashed" in r.getMessage() and r.exc_info for r in caplog.records)
+
+
+async def test_a_stopped_actor_still_refuses_messages() -> None:
+    log: list[Handled] = []
+    async with open_actor_system() as system:
+        ref = await system.spawn(lambda: Hub(log))
+        await wait_all_tasks_blocked()
+        await ref.stop()
+
+        with pytest.raises(ActorStopped):
+            await ref.send(Note(1))
+        with pytest.raises(ActorStopped):
+            ref.send_nowait(Note(2))
+
+    assert log == []
