@@ -51,6 +51,10 @@ class CoreConfig:
     for resume. `replay_retention`: seconds a user's replay window is kept
     once they have no connection, no open run and no new event (it is
     dropped between that and twice that; their seq carries on).
+    `seq_retention`: seconds the last seq of such a retired stream is
+    remembered, so that the user's seq carries on when they come back; it
+    is forgotten between that and twice that (plus `replay_retention`), and
+    a user back after that starts again at seq 1, as after a restart.
     `subscriber_queue`: events buffered per subscriber before it is dropped
     as too slow. `deliver_inline`: number and deliver an event in the task
     that emits it whenever the event bridge is idle, instead of in the
@@ -67,5 +71,14 @@ class CoreConfig:
     engine_linger: float = attrs.field(default=10.0, validator=_seconds_or_zero)
     replay_window: int = attrs.field(default=1000, validator=_whole(1))
     replay_retention: float = attrs.field(default=600.0, validator=_seconds)
+    seq_retention: float = attrs.field(default=86_400.0, validator=_seconds)
     subscriber_queue: int = attrs.field(default=1000, validator=_whole(1))
     deliver_inline: bool = attrs.field(default=False, validator=_flag)
+
+
+def sweeps_for(seconds: float, config: CoreConfig) -> int:
+    """How many of the bridge's stream sweeps (one every `replay_retention /
+    2` seconds) make `seconds`; infinitely many for `math.inf`."""
+    if seconds == math.inf:
+        return 1 << 62
+    return max(1, math.ceil(seconds / (config.replay_retention / 2)))

@@ -24,7 +24,7 @@ from ._bridge import (
     Subscription,
     open_subscription,
 )
-from ._config import CoreConfig
+from ._config import CoreConfig, sweeps_for
 from ._context import UserContext, check_id
 from ._engine import EngineEnv
 from ._errors import CoreClosed, EngineGone, EngineLimitReached, UnknownRun
@@ -176,7 +176,9 @@ async def open_core(
     registry = registry if registry is not None else CollectorRegistry()
     agent_registry = AgentRegistry.of(agents)
     async with open_actor_system(name="greenroom", registry=registry) as system:
-        stream_books = StreamBooks(config.replay_window)
+        stream_books = StreamBooks(
+            config.replay_window, forget_after_sweeps=sweeps_for(config.seq_retention, config)
+        )
         bridge_class = InlineBridgeActor if config.deliver_inline else BridgeActor
         bridge = await system.spawn(
             lambda: bridge_class(stream_books, config.replay_retention), name="bridge"

@@ -85,6 +85,11 @@ class CoreCollector(Collector):
         yield GaugeMetricFamily(f"{ns}_replay_users", "Users whose replay window is held.", users)
         yield GaugeMetricFamily(f"{ns}_replay_events", "Events held in replay windows.", held)
         yield GaugeMetricFamily(
+            f"{ns}_retired_streams",
+            "Quiet users whose stream is retired but whose last seq is remembered.",
+            streams.retired,
+        )
+        yield GaugeMetricFamily(
             f"{ns}_connections_active",
             "Live subscriptions (one per connection).",
             streams.subscriber_count,

@@ -63,28 +63,50 @@ class StreamBooks:
     """
 
     replay_window: int
+    #: Sweeps between two rotations of the retired seqs: a retired stream's
+    #: last seq is forgotten at the second rotation after it retired.
+    forget_after_sweeps: int = 1 << 62
     _streams: dict[str, _Stream] = attrs.Factory(dict)
-    #: The last seq of each retired stream: seq never starts again at 1.
+    #: The last seq of each retired stream, so that a returning user's seq
+    #: carries on: those retired since the last rotation, and before it.
     _retired: dict[str, int] = attrs.Factory(dict)
+    _retired_before: dict[str, int] = attrs.Factory(dict)
+    _sweeps: int = 0
     events_by_type: Counter[str] = attrs.Factory(Counter)
     dropped_by_reason: Counter[str] = attrs.Factory(Counter)
 
     def _stream(self, user_id: str) -> _Stream:
         stream = self._streams.get(user_id)
         if stream is None:
-            last_seq = self._retired.pop(user_id, 0)
+            last_seq = self._retired.pop(user_id, None)
+            if last_seq is None:
+                last_seq = self._retired_before.pop(user_id, 0)
             stream = self._streams[user_id] = _Stream(last_seq, swept_seq=last_seq)
         return stream
 
     def last_seq(self, user_id: str) -> int:
         stream = self._streams.get(user_id)
-        return self._retired.get(user_id, 0) if stream is None else stream.last_seq
+        if stream is not None:
+            return stream.last_seq
+        return self._retired.get(user_id) or self._retired_before.get(user_id, 0)
+
+    @property
+    def retired(self) -> int:
+        """Retired streams whose last seq is still remembered."""
+        return len(self._retired) + len(self._retired_before)
 
     def sweep(self) -> int:
         """Retire every stream that this sweep and the two before found quiet:
         no subscriber, no open run, no new event. A retired stream keeps
         only its last seq; its replay window is dropped, so a resume into it
-        gets a `Gap`. Called at a fixed interval; returns how many retired."""
+        gets a `Gap`. Every `forget_after_sweeps` sweeps the retired seqs
+        rotate, and those retired before the last rotation are forgotten: a
+        user back after that starts again at seq 1, as after a restart.
+        Called at a fixed interval; returns how many retired."""
+        self._sweeps += 1
+        if self._sweeps >= self.forget_after_sweeps:
+            self._sweeps = 0
+            self._retired_before, self._retired = self._retired, {}
         quiet: list[str] = []
         for user_id, stream in self._streams.items():
             if stream.subscribers or stream.open_runs or stream.last_seq != stream.swept_seq:

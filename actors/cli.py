@@ -65,6 +65,12 @@ _LIMIT_FLAGS: tuple[tuple[str, type, object, str], ...] = (
         "seconds a user's replay window outlives their last connection, run and event",
     ),
     (
+        "--seq-retention",
+        float,
+        _CORE.seq_retention,
+        "seconds a quiet user's last seq is remembered after their replay window is dropped",
+    ),
+    (
         "--subscriber-queue",
         int,
         _CORE.subscriber_queue,
@@ -257,6 +263,7 @@ def _serve_options(args: argparse.Namespace) -> ServeOptions:
             engine_linger=args.engine_linger,
             replay_window=args.replay_window,
             replay_retention=args.replay_retention,
+            seq_retention=args.seq_retention,
             subscriber_queue=args.subscriber_queue,
             deliver_inline=args.deliver_inline,
         ),

@@ -218,7 +218,7 @@ class ActorRef(Generic[M]):
         and `ActorStopped` when the actor has stopped.
         """
         cell = self._cell
-        if cell.mailbox.waiting and cell.inline is not None and cell.handle_inline(message):
+        if cell.inline is not None and cell.mailbox.waiting and cell.handle_inline(message):
             return
         try:
             cell.mailbox.put_nowait(message)
@@ -237,7 +237,7 @@ class ActorRef(Generic[M]):
         """
         cell = self._cell
         mailbox = cell.mailbox
-        if not (mailbox.waiting and cell.inline is not None and cell.handle_inline(message)):
+        if not (cell.inline is not None and mailbox.waiting and cell.handle_inline(message)):
             try:
                 try:
                     mailbox.put_nowait(message)

@@ -176,6 +176,39 @@ async def test_a_stream_is_kept_while_events_come_and_dropped_within_twice_the_r
         assert replay_gauges(core) == (0, 0)
 
 
+async def test_a_retired_users_seq_is_remembered_for_the_seq_retention_then_starts_again(
+    autojump_clock: trio.abc.Clock,
+) -> None:
+    # Sweeps every 30 s: a stream quiet for three in a row retires. Every
+    # 20 sweeps (600 s) the retired seqs rotate; the second rotation after a
+    # stream retired forgets its seq.
+    config = CoreConfig(replay_retention=60, seq_retention=600)
+    async with open_core(config) as core:
+
+        def retired() -> float | None:
+            return core.registry.get_sample_value("greenroom_retired_streams")
+
+        await core.submit("alice", "echo", "x")
+        await trio.sleep(610)  # alice retired at 120 s; first rotation at 600 s
+        assert (core.last_seq("alice"), retired()) == (2, 1)
+        await core.submit("bob", "echo", "x")
+        await trio.sleep(600)  # bob retired at 720 s; second rotation at 1,200 s
+        assert (core.last_seq("alice"), core.last_seq("bob"), retired()) == (0, 2, 1)
+
+        async with (
+            core.subscribe("alice") as alice,
+            core.subscribe("bob", after=2) as bob,  # where bob's client left off
+        ):
+            alice_run = await core.submit("alice", "echo", "back")
+            bob_run = await core.submit("bob", "echo", "back")
+            seen = (
+                await read_until_ended(alice, [alice_run]),
+                await read_until_ended(bob, [bob_run]),
+            )
+
+    assert [[e.seq for e in events] for events in seen] == [[1, 2], [3, 4]]
+
+
 async def test_a_resume_replays_then_goes_live_without_losing_or_repeating_at_the_seam(
     autojump_clock: trio.abc.Clock,
 ) -> None:

@@ -27,10 +27,19 @@ USERS = ("ann", "ben")
 class StreamBooksMachine(RuleBasedStateMachine):
     """The model keeps every event ever numbered; the books keep a window."""
 
-    @initialize(window=st.integers(min_value=1, max_value=5))
-    def start(self, window: int) -> None:
+    @initialize(
+        window=st.integers(min_value=1, max_value=5),
+        forget_after=st.integers(min_value=1, max_value=4),
+    )
+    def start(self, window: int, forget_after: int) -> None:
         self.window = window
-        self.books = StreamBooks(window)
+        self.books = StreamBooks(window, forget_after_sweeps=forget_after)
+        # Rotations of the retired seqs: every `forget_after` sweeps; a seq
+        # retired in rotation g is forgotten when rotation g + 2 begins.
+        self.forget_after = forget_after
+        self.sweeps = 0
+        self.rotation = 0
+        self.retired_in: dict[str, int | None] = {user: None for user in USERS}
         self.numbered: dict[str, list[Event]] = {user: [] for user in USERS}
         self.open: dict[str, list[str]] = {user: [] for user in USERS}
         self.runs: dict[str, list[str]] = {user: [] for user in USERS}
@@ -52,6 +61,7 @@ class StreamBooksMachine(RuleBasedStateMachine):
         """The books make (or bring back) the user's stream."""
         if not self.held[user]:
             self.held[user] = True
+            self.retired_in[user] = None
             self.quiet[user] = 0
             self.swept[user] = len(self.numbered[user])
 
@@ -164,6 +174,17 @@ class StreamBooksMachine(RuleBasedStateMachine):
 
     @rule()
     def sweep(self) -> None:
+        self.sweeps += 1
+        if self.sweeps >= self.forget_after:
+            self.sweeps = 0
+            self.rotation += 1
+            for user in USERS:
+                retired_in = self.retired_in[user]
+                if retired_in is not None and retired_in <= self.rotation - 2:
+                    # Forgotten: back, the user starts again at seq 1.
+                    self.retired_in[user] = None
+                    self.numbered[user] = []
+                    self.dropped_from_replay[user] = 0
         retiring = []
         for user in USERS:
             if not self.held[user]:
@@ -180,6 +201,7 @@ class StreamBooksMachine(RuleBasedStateMachine):
 
         for user in retiring:
             self.held[user] = False
+            self.retired_in[user] = self.rotation
             self.dropped_from_replay[user] = len(self.numbered[user])
 
     @precondition(lambda self: any(self.subscribers.values()))
@@ -199,6 +221,11 @@ class StreamBooksMachine(RuleBasedStateMachine):
             assert [e.seq for e in self.numbered[user]] == list(
                 range(1, len(self.numbered[user]) + 1)
             )
+
+    @invariant()
+    def retired_seqs_are_remembered_until_forgotten(self) -> None:
+        remembered = [u for u in USERS if self.retired_in[u] is not None and self.numbered[u]]
+        assert self.books.retired == len(remembered)
 
     @invariant()
     def runs_end_at_most_once_and_open_runs_match(self) -> None:
