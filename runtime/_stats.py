@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING
 import attrs
 
 if TYPE_CHECKING:
-    from ._actor import _Cell
+    from ._cell import _Cell
 
 
 @attrs.frozen(kw_only=True)

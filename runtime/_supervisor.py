@@ -12,7 +12,8 @@ from typing import Any, TypeVar
 import attrs
 import trio
 
-from ._actor import Actor, ActorRef, _Cell, _Pacer
+from ._actor import Actor, ActorRef
+from ._cell import _Cell, _Pacer
 from ._exceptions import RestartIntensityExceeded
 from ._mailbox import Mailbox
 from ._stats import KindBooks

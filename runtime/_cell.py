@@ -1,0 +1,231 @@
+"""The cell that carries an actor across restarts: its mailbox, counters,
+state, and the loop that serves its messages."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from time import perf_counter
+from typing import TYPE_CHECKING, Any
+
+import attrs
+import trio
+from trio.lowlevel import Task
+
+from ._actor import Actor, ActorRef, ChildExited, _Ask
+from ._exceptions import ActorStopped
+from ._mailbox import Mailbox
+from ._stats import ActorStatistics, KindBooks
+
+if TYPE_CHECKING:
+    from ._supervisor import ChildSpec, Supervisor
+
+
+@attrs.define(eq=False, slots=True)
+class _Pacer:
+    """Counts sends that returned without yielding (one per actor system)."""
+
+    sends: int = 0
+
+
+@attrs.define(eq=False, slots=True)
+class _Cell:
+    """What outlives an actor instance: its mailbox, counters and place in a tree.
+
+    Touched by the actor's own activation task and, synchronously, by the
+    supervisor that owns it.
+    """
+
+    name: str
+    spec: ChildSpec
+    supervisor: Supervisor
+    mailbox: Mailbox
+    pacer: _Pacer
+    books: KindBooks
+    actor: Actor[Any] | None = None
+    #: The task handling its messages, while it has one.
+    task: Task | None = None
+    #: The instance's `handle_now`, if its class has one of its own.
+    inline: Callable[[Any], bool] | None = None
+    nursery: trio.Nursery | None = None
+    scope: trio.CancelScope | None = None
+    # "starting" -> "running" | "dormant" <-> "running" <-> "lingering" -> "dormant";
+    # any but "stopped" -> "stopping" -> "stopped"
+    state: str = "starting"
+    normal_exit: bool = False
+    current_ask: _Ask | None = None
+    monitor: ActorRef[Any] | None = None
+    handled: int = 0
+    busy_seconds: float = 0.0
+    restarts: int = 0
+    _done: trio.Event | None = None
+
+    def request_stop(self, *, normal_exit: bool = False) -> None:
+        """Ask the actor to stop once its queue is drained (never blocks)."""
+        if self.state == "stopped":
+            return
+        if self.state == "stopping":
+            if self.normal_exit and not normal_exit:
+                # A stop from outside overrides the actor's own: no restart.
+                self.normal_exit = False
+                self.mailbox.close()
+            return
+        self.normal_exit = normal_exit
+        if not normal_exit:
+            self.mailbox.close()
+        was_dormant = self.state == "dormant"
+        self.state = "stopping"
+        if not was_dormant:
+            self.mailbox.poke()
+        elif not normal_exit and self.actor is not None and not self.actor.stop_wakes:
+            self.supervisor.stopped_dormant(self)
+        else:
+            self.supervisor.activate(self)
+
+    async def wait_stopped(self) -> None:
+        if self.state == "stopped":
+            return
+        if self._done is None:
+            self._done = trio.Event()
+        await self._done.wait()
+
+    def finish(self, reason: BaseException | None) -> None:
+        """Mark the actor stopped for good: fail what waits, free what it held."""
+        if self.state == "stopped":
+            return
+        self.state = "stopped"
+        self.mailbox.close()
+        self.fail_current_ask(reason)
+        for item in self.mailbox.take_all():
+            if isinstance(item, _Ask):
+                item.fail(ActorStopped(f"{self.name} stopped before replying"))
+            else:
+                self.books.dead_letter()
+        self.books.retire(self)
+        self.actor = self.inline = None
+        if self._done is not None:
+            self._done.set()
+        if self.monitor is not None:
+            try:
+                self.monitor._cell.mailbox.put_urgent(ChildExited(ActorRef(self), reason))
+            except ActorStopped:
+                self.monitor._cell.books.dead_letter()
+
+    def adopt(self, actor: Actor[Any]) -> None:
+        """`actor` is now the instance behind this cell."""
+        self.actor = actor
+        self.inline = actor.handle_now if type(actor).handle_now is not Actor.handle_now else None
+
+    def handle_inline(self, message: Any) -> bool:
+        """Offer `message` to the idle actor's `handle_now`; the caller has
+        seen its task parked on the empty mailbox. An exception crashes the
+        actor: it is raised in the actor's own task, from its wait."""
+        assert self.inline is not None
+        try:
+            done = self.inline(message)
+        except Exception as error:
+            self.inline = None  # nothing more reaches the failed instance
+            self.mailbox.throw(error)
+            return True
+        if done:
+            self.handled += 1
+        return done
+
+    def wake(self) -> None:
+        """A message reached this dormant actor: give it a task again. It
+        counts as running from now on, so that a stop requested before
+        that task runs does not start a second one."""
+        self.state = "running"
+        self.supervisor.activate(self)
+
+    def restart(self) -> None:
+        """Forget the failed instance; the next one comes from the factory."""
+        self.actor = self.inline = None
+        self.restarts += 1
+        self.normal_exit = False
+        self.state = "running"
+
+    def revive(self) -> None:
+        """Make a stopped cell startable again (its supervisor restarted)."""
+        self.mailbox.reopen()
+        self.actor = self.inline = None
+        self.normal_exit = False
+        self.state = "starting"
+        self._done = None
+        self.books.enlist(self)
+
+    def fail_current_ask(self, reason: BaseException | None) -> None:
+        request, self.current_ask = self.current_ask, None
+        if request is not None:
+            error = ActorStopped(f"{self.name} stopped before replying")
+            error.__cause__ = reason
+            request.fail(error)
+
+    async def serve(self, actor: Actor[Any]) -> None:
+        """Handle messages until a stop is requested and the queue is empty,
+        or, for a hibernating actor, until there is nothing left to do."""
+        mailbox = self.mailbox
+        handle = actor.handle
+        nursery = self.nursery
+        assert nursery is not None
+        hibernate = actor.hibernate
+        linger = actor.hibernate_after
+        lingered = False
+        per_turn = actor.messages_per_turn
+        batch = 0
+        began = perf_counter()
+        try:
+            while True:
+                try:
+                    item = mailbox.get_nowait()
+                except trio.WouldBlock:
+                    if self.state == "stopping":
+                        return
+                    idle = hibernate and not nursery.child_tasks
+                    if idle and (lingered or linger <= 0):
+                        return
+                    self.busy_seconds += perf_counter() - began
+                    if idle:  # awake a while yet, in case more comes
+                        lingered = True
+                        self.state = "lingering"
+                        await mailbox.wait(trio.current_time() + linger)
+                        if self.state == "lingering":
+                            self.state = "running"
+                    else:
+                        await mailbox.wait()
+                    began = perf_counter()
+                    batch = 0
+                    continue
+                lingered = False
+                if type(item) is _Ask:
+                    self.current_ask = item
+                    try:
+                        result = await handle(item.message)
+                    except Exception as error:
+                        if self.current_ask is not item:
+                            raise  # forwarded: the asker is no longer ours to answer
+                        item.fail(error)
+                    else:
+                        if self.current_ask is item:
+                            item.reply(result)
+                    self.current_ask = None
+                else:
+                    await handle(item)
+                self.handled += 1
+                batch += 1
+                if batch >= per_turn:
+                    batch = 0
+                    await trio.lowlevel.checkpoint()
+        finally:
+            self.busy_seconds += perf_counter() - began
+
+    def statistics(self) -> ActorStatistics:
+        return ActorStatistics(
+            name=self.name,
+            kind=self.books.kind,
+            state=self.state,
+            mailbox_depth=len(self.mailbox),
+            mailbox_capacity=self.mailbox.capacity,
+            messages_handled=self.handled,
+            busy_seconds=self.busy_seconds,
+            restarts=self.restarts,
+        )
