@@ -53,6 +53,25 @@ class Event:
     run_id: str
     ts: float
     data: dict[str, Any]
+    #: The wire form, once made: every subscriber's write, and the replay
+    #: window, share one encoding.
+    _wire: str | None = attrs.field(default=None, init=False, eq=False, repr=False)
+
+    @classmethod
+    def from_json(cls, wire: str) -> Event:
+        """The event `wire` (from `to_json`) stands for; its `data` is what
+        the JSON says (JSON's types, `repr`s where the original had none)."""
+        fields = json.loads(wire)
+        event = cls(
+            type=fields["type"],
+            seq=fields["seq"],
+            user_id=fields["user_id"],
+            run_id=fields["run_id"],
+            ts=fields["ts"],
+            data=fields["data"],
+        )
+        object.__setattr__(event, "_wire", wire)
+        return event
 
     @property
     def terminal(self) -> bool:
@@ -71,7 +90,15 @@ class Event:
     def to_json(self) -> str:
         """The wire form: a JSON object. A value JSON has no form for is
         repr'd; `data` that cannot be encoded at all (keys that are not
-        strings, a cycle) becomes `{"unencodable": repr(data)}`. Never raises."""
+        strings, a cycle) becomes `{"unencodable": repr(data)}`. Never raises.
+        Made once: later calls return the same string."""
+        wire = self._wire
+        if wire is None:
+            wire = self._encode()
+            object.__setattr__(self, "_wire", wire)
+        return wire
+
+    def _encode(self) -> str:
         try:
             ts = self.ts
             if (

@@ -37,7 +37,9 @@ class Subscriber:
 @attrs.define(eq=False, slots=True)
 class _Stream:
     last_seq: int = 0
-    replay: deque[Event] | None = None
+    #: The newest events, as their wire form (a str holds no references,
+    #: so the garbage collector never walks the window); the last is `last_seq`.
+    replay: deque[str] | None = None
     #: The runs opened and not yet ended, by run id: their agents.
     open_runs: dict[str, str] | None = None
     subscribers: list[Subscriber] = attrs.Factory(list)
@@ -156,7 +158,7 @@ class StreamBooks:
         )
         if stream.replay is None:
             stream.replay = deque(maxlen=self.replay_window)
-        stream.replay.append(event)
+        stream.replay.append(event.to_json())
         self.events_by_type[type] += 1
         return event
 
@@ -178,7 +180,8 @@ class StreamBooks:
 
     def replay(self, user_id: str, after: int) -> tuple[Gap | None, list[Event]]:
         """What a subscriber resuming after `after` must get before live events:
-        a `Gap` for what is no longer held, then the held events past `after`."""
+        a `Gap` for what is no longer held, then the held events past `after`,
+        rebuilt from their wire form (`Event.from_json`)."""
         last = self.last_seq(user_id)
         if isinstance(after, bool) or not isinstance(after, int) or not 0 <= after <= last:
             raise InvalidResume(
@@ -187,10 +190,10 @@ class StreamBooks:
             )
         stream = self._streams.get(user_id)
         held = stream.replay if stream is not None and stream.replay else ()
-        first = held[0].seq if held else last + 1
+        first = last - len(held) + 1  # the window ends with the last seq
         gap = Gap(after + 1, first - 1) if after + 1 < first else None
         start = max(0, after + 1 - first)
-        return gap, list(islice(held, start, None))
+        return gap, [Event.from_json(wire) for wire in islice(held, start, None)]
 
     def attach(self, subscriber: Subscriber) -> None:
         self._stream(subscriber.user_id).subscribers.append(subscriber)

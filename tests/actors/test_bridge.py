@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime
 import json
 from typing import Any
 
@@ -9,7 +10,7 @@ import pytest
 import trio
 from trio.testing import wait_all_tasks_blocked
 
-from actors import CoreConfig, Event, Gap, InvalidResume, open_core
+from actors import Agent, CoreConfig, Event, Gap, InvalidResume, RunContext, open_core
 from actors._bridge import Emit
 
 from .kit import Recorder, drain, read_until_ended, terminal_of, types_of
@@ -207,6 +208,32 @@ async def test_a_retired_users_seq_is_remembered_for_the_seq_retention_then_star
             )
 
     assert [[e.seq for e in events] for events in seen] == [[1, 2], [3, 4]]
+
+
+async def test_a_replayed_event_is_what_was_sent_and_a_live_one_is_encoded_once(
+    autojump_clock: trio.abc.Clock,
+) -> None:
+    class Shapes(Agent):
+        name = "shapes"
+
+        async def run(self, ctx: RunContext, input: Any) -> Any:
+            await ctx.thinking("x")
+            return {"pair": (1, 2), "when": datetime.date(2026, 12, 1)}
+
+    async with open_core(agents=[Shapes]) as core, core.subscribe("alice") as live:
+        run_id = await core.submit("alice", "shapes")
+        sent = await read_until_ended(live, [run_id])
+        async with core.subscribe("alice", after=0) as replayed:
+            again = drain(replayed)
+
+    live_end, replayed_end = sent[-1], again[-1]
+    assert isinstance(replayed_end, Event)
+    assert live_end.data["output"] == {"pair": (1, 2), "when": datetime.date(2026, 12, 1)}
+    # What a resume gets is what went over the wire: JSON's shapes.
+    assert replayed_end.data["output"] == {"pair": [1, 2], "when": "datetime.date(2026, 12, 1)"}
+    assert replayed_end.to_json() == live_end.to_json()
+    assert [e.to_json() for e in again] == [e.to_json() for e in sent]
+    assert live_end.to_json() is live_end.to_json()  # one encoding for every subscriber
 
 
 async def test_a_resume_replays_then_goes_live_without_losing_or_repeating_at_the_seam(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import itertools
 from collections import Counter
 from typing import Any
@@ -259,3 +260,25 @@ StreamBooksMachine.TestCase.settings = settings(
     max_examples=80, stateful_step_count=50, deadline=None
 )
 test_stream_books_keep_their_promises = StreamBooksMachine.TestCase
+
+
+def test_the_replay_window_holds_nothing_the_garbage_collector_walks() -> None:
+    """Held events are kept as their wire form: strings, which the collector
+    never tracks, so a full window costs no collection time."""
+    books = StreamBooks(10)
+    books.open_run("ann", "run-1", "echo")
+    for n in range(5):
+        data = {"text": f"thought {n}", "nested": {"list": [n, [n]]}}
+        books.number("ann", "run-1", "agent_thinking", data, ts=float(n))
+
+    window = books._streams["ann"].replay
+    held = gc.get_referents(window)
+    assert len(held) == 5
+    assert not any(gc.is_tracked(item) for item in held)
+    gap, events = books.replay("ann", 2)
+    assert gap is None
+    assert [(e.seq, e.data["nested"]) for e in events] == [
+        (3, {"list": [2, [2]]}),
+        (4, {"list": [3, [3]]}),
+        (5, {"list": [4, [4]]}),
+    ]
