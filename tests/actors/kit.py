@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import json
 from collections import Counter
 from collections.abc import Iterable
 from typing import Any
 
 import attrs
+import pytest
 import trio
 from trio.testing import MockClock
 
@@ -96,3 +98,10 @@ class FailingAgent(Agent):
     async def run(self, ctx: RunContext, input: Any) -> Any:
         await ctx.thinking("about to fail")
         raise ValueError(f"boom: {input}")
+
+
+def audit_lines(caplog: pytest.LogCaptureFixture, event: str | None = None) -> list[Any]:
+    """The audit records captured so far, each parsed from its JSON line;
+    only those of `event` if given."""
+    lines = [json.loads(r.getMessage()) for r in caplog.records if r.name == "greenroom.audit"]
+    return [line for line in lines if event is None or line["event"] == event]

@@ -21,7 +21,7 @@ from actors import (
 )
 from runtime import ActorRef, Supervisor
 
-from .kit import Recorder, read_until_ended, terminal_of
+from .kit import Recorder, audit_lines, read_until_ended, terminal_of
 
 
 def sleep(seconds: float, steps: int = 1) -> dict[str, Any]:
@@ -255,9 +255,8 @@ async def test_the_audit_log_records_why_runs_ended_and_engines_went(
         await read_until_ended(events, [timed_out])
         await core.submit("bob", "echo")  # reaps alice's idle engine for room
 
-    lines = [json.loads(r.getMessage()) for r in caplog.records if r.name == "greenroom.audit"]
-    ended = [line for line in lines if line["event"] == "run_ended"]
-    reaped = [line for line in lines if line["event"] == "engine_reaped"]
+    ended = audit_lines(caplog, "run_ended")
+    reaped = audit_lines(caplog, "engine_reaped")
     assert ended[0] == {
         "event": "run_ended",
         "user_id": "alice",

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import logging
 from typing import Any
 
@@ -24,7 +23,7 @@ from actors import (
 from actors._engine import EngineActor, Submit
 from actors._factory import _is_idle
 
-from .kit import read_until_ended, terminal_of, types_of
+from .kit import audit_lines, read_until_ended, terminal_of, types_of
 
 
 def user(user_id: str) -> UserContext:
@@ -291,13 +290,7 @@ async def test_the_runs_an_engine_crash_ends_are_each_counted_and_audited_once(
 
         assert (runs_total("sleep"), runs_total("echo")) == (1, 2)
         assert core.registry.get_sample_value("greenroom_runs_active") == 0
-    ended = [
-        line
-        for line in (
-            json.loads(r.getMessage()) for r in caplog.records if r.name == "greenroom.audit"
-        )
-        if line["event"] == "run_ended"
-    ]
+    ended = audit_lines(caplog, "run_ended")
     assert sorted(line["run_id"] for line in ended) == sorted([running, *queued])
     assert {line["outcome"] for line in ended} == {"exception"}
 
