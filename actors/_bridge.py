@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import math
 import time
 from collections import deque
 from collections.abc import AsyncIterator, Callable
@@ -73,6 +74,14 @@ class EndSubscriptions:
 @attrs.frozen
 class SweepStreams:
     """Retire the streams that have been quiet long enough (`StreamBooks.sweep`)."""
+
+
+def sweeps_in(seconds: float, retention: float) -> int:
+    """How many of the bridge's stream sweeps (one every `retention / 2`
+    seconds) make `seconds`; as good as endless for `math.inf`."""
+    if seconds == math.inf:
+        return 1 << 62
+    return max(1, math.ceil(seconds / (retention / 2)))
 
 
 class BridgeActor(Actor[Any]):

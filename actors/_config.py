@@ -74,11 +74,3 @@ class CoreConfig:
     seq_retention: float = attrs.field(default=86_400.0, validator=_seconds)
     subscriber_queue: int = attrs.field(default=1000, validator=_whole(1))
     deliver_inline: bool = attrs.field(default=False, validator=_flag)
-
-
-def sweeps_for(seconds: float, config: CoreConfig) -> int:
-    """How many of the bridge's stream sweeps (one every `replay_retention /
-    2` seconds) make `seconds`; infinitely many for `math.inf`."""
-    if seconds == math.inf:
-        return 1 << 62
-    return max(1, math.ceil(seconds / (config.replay_retention / 2)))

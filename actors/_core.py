@@ -23,8 +23,9 @@ from ._bridge import (
     OpenRun,
     Subscription,
     open_subscription,
+    sweeps_in,
 )
-from ._config import CoreConfig, sweeps_for
+from ._config import CoreConfig
 from ._context import UserContext, check_id
 from ._engine import EngineEnv
 from ._errors import CoreClosed, EngineGone, EngineLimitReached, UnknownRun
@@ -177,7 +178,8 @@ async def open_core(
     agent_registry = AgentRegistry.of(agents)
     async with open_actor_system(name="greenroom", registry=registry) as system:
         stream_books = StreamBooks(
-            config.replay_window, forget_after_sweeps=sweeps_for(config.seq_retention, config)
+            config.replay_window,
+            forget_after_sweeps=sweeps_in(config.seq_retention, config.replay_retention),
         )
         bridge_class = InlineBridgeActor if config.deliver_inline else BridgeActor
         bridge = await system.spawn(
