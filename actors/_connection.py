@@ -64,6 +64,10 @@ class Transport(Protocol):
     def sending_since(self) -> float | None:
         """When the write now waiting for the peer began (None: none waits)."""
 
+    async def wait_sending(self) -> None:
+        """Return once a write is waiting for the peer (`sending_since` set):
+        at once if one is, else when one begins. Cancellable."""
+
     async def send_texts(self, texts: Sequence[str]) -> None:
         """Send each text as one frame, in order, after anything an earlier
         `send_texts_nowait` left unsent. Raises `trio.BrokenResourceError`
@@ -270,14 +274,18 @@ class Connection:
     async def _watch(self) -> None:
         """Abort a connection whose socket write has not completed in time
         (a peer that stopped reading; an ASGI server may shield the write
-        from cancellation, so the transport is aborted under it)."""
+        from cancellation, so the transport is aborted under it). Parked
+        while no write waits for the peer: an idle connection costs no
+        wake-ups."""
+        transport = self.transport
         interval = max(self.write_timeout / 4, 0.01)
         while True:
+            await transport.wait_sending()
             await runtime.sleep(interval)
-            since = self.transport.sending_since
+            since = transport.sending_since
             if since is not None and trio.current_time() - since > self.write_timeout:
                 self._closed = True
-                self.transport.abort()
+                transport.abort()
                 assert self._nursery is not None
                 self._nursery.cancel_scope.cancel()
                 return

@@ -70,7 +70,8 @@ class WireSocket:
     close frame or `abort`, `trio.ClosedResourceError`. A send cancelled
     part-way keeps the rest of its bytes and the next send writes them
     first, so frames are never cut. `sending_since` is when the send now
-    waiting for the peer to make room began (None if none is waiting).
+    waiting for the peer to make room began (None if none is waiting);
+    `wait_sending` waits for there to be one.
     """
 
     stream: trio.SocketStream
@@ -80,6 +81,8 @@ class WireSocket:
     writes_now: ClassVar[bool] = True
     sending_since: float | None = None
     _lock: trio.StrictFIFOLock = attrs.Factory(trio.StrictFIFOLock)
+    #: Set when a write begins to wait for the peer, for `wait_sending`.
+    _send_waits: trio.Event | None = None
     #: Bytes of frames already begun: they go out before anything else.
     _unsent: bytes = b""
     _events: deque[Any] = attrs.Factory(deque)
@@ -134,8 +137,20 @@ class WireSocket:
         finally:
             lock.release()
 
+    async def wait_sending(self) -> None:
+        """Return once a write is waiting for the peer: at once if one is."""
+        if self.sending_since is not None:
+            await trio.lowlevel.checkpoint()
+            return
+        if self._send_waits is None:
+            self._send_waits = trio.Event()
+        await self._send_waits.wait()
+
     async def _write_rest(self, data: memoryview, sent: int) -> None:
         self.sending_since = trio.current_time()
+        waits, self._send_waits = self._send_waits, None
+        if waits is not None:
+            waits.set()
         try:
             while sent < len(data):
                 await trio.lowlevel.wait_writable(self.stream.socket)

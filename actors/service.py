@@ -91,14 +91,33 @@ class AsgiTransport:
     writes_now: ClassVar[bool] = False
     #: Start times of the sends in progress, by a token per send.
     _sending: dict[object, float] = attrs.Factory(dict)
+    #: Set when a send begins, for `wait_sending`.
+    _send_waits: trio.Event | None = None
 
     @property
     def sending_since(self) -> float | None:
         return min(self._sending.values(), default=None)
 
-    async def send_texts(self, texts: Sequence[str]) -> None:
+    async def wait_sending(self) -> None:
+        """Return once a send is in progress (every ASGI send may wait for
+        the peer): at once if one is."""
+        if self._sending:
+            await trio.lowlevel.checkpoint()
+            return
+        if self._send_waits is None:
+            self._send_waits = trio.Event()
+        await self._send_waits.wait()
+
+    def _begin_send(self) -> object:
         token = object()
         self._sending[token] = trio.current_time()
+        waits, self._send_waits = self._send_waits, None
+        if waits is not None:
+            waits.set()
+        return token
+
+    async def send_texts(self, texts: Sequence[str]) -> None:
+        token = self._begin_send()
         try:
             for text in texts:
                 await self.websocket.send_text(text)
@@ -121,8 +140,7 @@ class AsgiTransport:
         return data
 
     async def close(self, code: int, reason: str = "") -> None:
-        token = object()
-        self._sending[token] = trio.current_time()
+        token = self._begin_send()
         try:
             await self.websocket.close(code, reason)
         except (RuntimeError, OSError):

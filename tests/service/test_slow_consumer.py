@@ -17,12 +17,16 @@ must read the stream gapless and in order.
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
+from typing import Any
 
 import pytest
 import trio
+import trio.testing
+from starlette.websockets import WebSocket
 from trio_websocket import ConnectionClosed, WebSocketConnection
 
 from actors import CoreConfig, RunningServer
+from actors.service import AsgiTransport
 
 from .kit import (
     PATIENCE,
@@ -140,6 +144,73 @@ async def test_a_connection_whose_writes_stall_past_write_timeout_is_aborted(
         with trio.fail_after(PATIENCE), pytest.raises(ConnectionClosed):
             while True:
                 await slow.get_message()
+
+
+class _WatchSteps(trio.abc.Instrument):
+    """Counts the steps taken by connections' write watches."""
+
+    def __init__(self) -> None:
+        self.steps = 0
+
+    def before_task_step(self, task: trio.lowlevel.Task) -> None:
+        if task.name.endswith("Connection._watch"):
+            self.steps += 1
+
+
+async def test_an_idle_connection_costs_no_wake_ups_of_its_write_watch(
+    start_server: Callable[..., Awaitable[ServerHandle]], mint: Callable[[str], str]
+) -> None:
+    server = (await start_server(write_timeout=0.04)).server
+    watch = _WatchSteps()
+    async with connect(server.url, mint("idle")) as ws:
+        await ping(ws)
+        trio.lowlevel.add_instrument(watch)
+        try:
+            await trio.sleep(0.4)  # ten write timeouts
+            # Writes the socket takes at once do not wake it either.
+            await run(ws, "echo", "hello")
+            assert types_of(await read_until_ended(ws))[-1] == "agent_completed"
+            await ping(ws)
+            await trio.sleep(0.1)
+        finally:
+            trio.lowlevel.remove_instrument(watch)
+    assert watch.steps == 0
+
+
+async def test_the_asgi_transport_wakes_its_write_watch_only_once_a_send_begins(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    peer_reads = trio.Event()
+    peer_reads.set()
+
+    async def receive() -> dict[str, Any]:
+        return {"type": "websocket.connect"}
+
+    async def send(message: dict[str, Any]) -> None:
+        await peer_reads.wait()
+
+    websocket = WebSocket({"type": "websocket", "path": "/ws", "headers": []}, receive, send)
+    await websocket.accept()
+    transport = AsgiTransport(websocket)
+    woke_at: list[float] = []
+
+    async def watch() -> None:
+        await transport.wait_sending()
+        woke_at.append(trio.current_time())
+
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(watch)
+        await trio.sleep(3600)
+        assert woke_at == [] and transport.sending_since is None
+
+        peer_reads = trio.Event()  # the peer stops reading
+        began = trio.current_time()
+        nursery.start_soon(transport.send_texts, ["stuck"])
+        await trio.testing.wait_all_tasks_blocked()
+        assert woke_at == [began] and transport.sending_since == began
+
+        peer_reads.set()
+    assert transport.sending_since is None
 
 
 async def test_events_written_at_once_then_queued_behind_a_full_socket_arrive_in_order(
