@@ -109,6 +109,10 @@ class FactoryBooks:
                 found.append(user_id)
         return found
 
+    def idle(self, is_idle: Callable[[EngineEntry], bool]) -> list[str]:
+        """Users whose engine `is_idle` now, leased or not."""
+        return [user_id for user_id, entry in self._entries.items() if is_idle(entry)]
+
     def statistics(self) -> FactoryStatistics:
         return FactoryStatistics(
             engines_active=len(self._entries),

@@ -144,8 +144,16 @@ class FactoryActor(Actor[Any]):
                 await self._exited(ref, error)
             case Shutdown():
                 self.closed = True
-                # Bounded, so that each engine's grace period starts when its
-                # own stop does, not all at once.
+                # Engines with nothing to do stop together, every stop asked
+                # for before any is waited for: a lingering one still has a
+                # task to end.
+                idle = books.idle(_is_idle)
+                refs = [books.remove(user_id, "shutdown").ref for user_id in idle]
+                await self.engines.stop_actors(refs)
+                for user_id in idle:
+                    audit("engine_reaped", user_id=user_id, reason="shutdown")
+                # Those with runs: bounded, so that each engine's grace
+                # period starts when its own stop does, not all at once.
                 limiter = trio.CapacityLimiter(STOP_CONCURRENCY)
 
                 async def reap(user_id: str) -> None:
@@ -153,14 +161,8 @@ class FactoryActor(Actor[Any]):
                         await self._reap(user_id, "shutdown")
 
                 async with trio.open_nursery() as nursery:
-                    for n, user_id in enumerate(books.users(), 1):
-                        entry = books.get(user_id)
-                        if entry is not None and entry.ref.statistics().state == "dormant":
-                            await self._reap(user_id, "shutdown")  # stops where it lies
-                        else:
-                            nursery.start_soon(reap, user_id)
-                        if n % STOP_CONCURRENCY == 0:
-                            await trio.lowlevel.checkpoint()  # others run meanwhile
+                    for user_id in books.users():
+                        nursery.start_soon(reap, user_id)
             case _:
                 raise TypeError(f"the engine factory does not handle {message!r}")
         return None

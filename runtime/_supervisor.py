@@ -6,7 +6,7 @@ import enum
 import logging
 import math
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from typing import Any, TypeVar
 
 import attrs
@@ -238,12 +238,38 @@ class Supervisor:
         with trio.move_on_after(cell.spec.grace):
             await cell.wait_stopped()
         if cell.state != "stopped":
-            log.warning(
-                "actor %s did not stop within %ss; cancelling it", cell.name, cell.spec.grace
-            )
-            if cell.scope is not None:
-                cell.scope.cancel()
+            self._cancel_late(cell)
             await cell.wait_stopped()
+
+    async def stop_actors(self, refs: Iterable[ActorRef[Any]]) -> None:
+        """Stop these children together: every stop is requested before any
+        is waited for, so a thousand idle actors stop in about the time of
+        one each, not of a thousand waits. Each drains its queue and runs
+        `on_stop`, as `ActorRef.stop()` does, and is cancelled if still
+        running at the end of its own grace period (counted from now). None
+        is restarted. Raises `ValueError`, having stopped nothing, for a ref
+        that is not a child of this supervisor."""
+        cells = [ref._cell for ref in refs]
+        for cell in cells:
+            if cell.supervisor is not self:
+                raise ValueError(f"{cell.name} is not a child of supervisor {self.name}")
+        began = trio.current_time()
+        for n, cell in enumerate(cells, 1):
+            cell.request_stop()
+            if n % CONCURRENT_STOPS == 0:
+                await trio.lowlevel.checkpoint()  # others run meanwhile
+        waiting = [cell for cell in cells if cell.state != "stopped"]
+        for cell in sorted(waiting, key=lambda cell: cell.spec.grace):
+            with trio.move_on_at(began + cell.spec.grace):
+                await cell.wait_stopped()
+            if cell.state != "stopped":
+                self._cancel_late(cell)
+                await cell.wait_stopped()
+
+    def _cancel_late(self, cell: _Cell) -> None:
+        log.warning("actor %s did not stop within %ss; cancelling it", cell.name, cell.spec.grace)
+        if cell.scope is not None:
+            cell.scope.cancel()
 
     async def stop(self) -> None:
         """Stop every child (reverse start order, or concurrently), then self."""

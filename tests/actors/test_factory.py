@@ -314,6 +314,32 @@ async def test_after_shutdown_no_engine_is_created_and_shutdown_is_idempotent() 
     assert await core.factory.cleanup_engine("alice") is False
 
 
+async def test_shutdown_stops_dormant_lingering_and_busy_engines_alike(
+    caplog: pytest.LogCaptureFixture, autojump_clock: trio.abc.Clock
+) -> None:
+    caplog.set_level(logging.INFO, logger="greenroom.audit")
+    async with open_core(CoreConfig(engine_linger=60)) as core, core.subscribe("busy") as events:
+        await core.factory.create_for_user(user("dormant"))
+        await core.submit("lingering", "echo", "x")
+        busy_run = await core.submit("busy", "sleep", sleep(100))
+        await wait_all_tasks_blocked()
+        engines = {
+            name: await core.factory.lookup(name) for name in ("dormant", "lingering", "busy")
+        }
+        states = {name: e.statistics().state for name, e in engines.items() if e is not None}
+        assert states == {"dormant": "dormant", "lingering": "lingering", "busy": "running"}
+
+        await core.factory.shutdown()
+        seen = await read_until_ended(events, [busy_run])
+
+        assert terminal_of(seen, busy_run).data["reason"] == "shutdown"
+        assert not any(e is not None and e.alive for e in engines.values())
+        assert core.factory.metrics().engines_reaped_total == {"shutdown": 3}
+    reaped = audit_lines(caplog, "engine_reaped")
+    assert sorted(line["user_id"] for line in reaped) == ["busy", "dormant", "lingering"]
+    assert {line["reason"] for line in reaped} == {"shutdown"}
+
+
 async def test_a_run_submitted_as_the_users_engine_crashes_runs_on_a_fresh_engine() -> None:
     async with open_core() as core, core.subscribe("alice") as events:
         for attempt in range(20):  # the crash and the submit race: try both orders
