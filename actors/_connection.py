@@ -17,7 +17,7 @@ import trio
 import runtime
 
 from ._errors import CoreClosed, DuplicateRun, InvalidRequest, UnknownAgent, UnknownRun
-from ._events import Event
+from ._events import Event, Gap
 from ._protocol import (
     PONG,
     CancelRequest,
@@ -175,6 +175,10 @@ class Connection:
                         try:
                             item = subscription.receive_nowait()
                         except trio.WouldBlock:
+                            item = None
+                        except trio.EndOfChannel:
+                            break
+                        if item is None:  # parked outside the `except`: keeps no traceback
                             writer.idle = True
                             try:
                                 item = await subscription.__anext__()
@@ -182,14 +186,7 @@ class Connection:
                                 break
                             finally:
                                 writer.idle = False
-                        except trio.EndOfChannel:
-                            break
-                        batch = subscription.take_ready(item, WRITE_BATCH)
-                        await self.transport.send_texts([each.to_json() for each in batch])
-                        for each in batch:
-                            if type(each) is Event:
-                                self.last_seq_sent = each.seq
-                                self.core.record_delivery(each.ts)
+                        await self._send(subscription.take_ready(item, WRITE_BATCH))
                     if writer.scope.cancel_called:
                         return
                     match subscription.closed_reason:
@@ -202,6 +199,13 @@ class Connection:
                             await self.close(CLOSE_GOING_AWAY, "the server is shutting down")
         finally:
             writer.done.set()
+
+    async def _send(self, batch: list[Event | Gap]) -> None:
+        await self.transport.send_texts([each.to_json() for each in batch])
+        for each in batch:
+            if type(each) is Event:
+                self.last_seq_sent = each.seq
+                self.core.record_delivery(each.ts)
 
     def _deliver_now(self, writer: _Writer, event: Event) -> bool:
         """Called by the bridge, in its own task: write `event` now if the

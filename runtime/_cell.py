@@ -175,15 +175,17 @@ class _Cell:
         began = perf_counter()
         try:
             while True:
-                try:
-                    item = mailbox.get_nowait()
-                except trio.WouldBlock:
+                # Waits outside any `except` block, and holding no message:
+                # a parked actor keeps neither an exception and its
+                # traceback nor the last message (and its reply) alive.
+                if not mailbox:
                     if self.state == "stopping":
                         return
                     idle = hibernate and not nursery.child_tasks
                     if idle and (lingered or linger <= 0):
                         return
                     self.busy_seconds += perf_counter() - began
+                    item = result = None
                     if idle:  # awake a while yet, in case more comes
                         lingered = True
                         self.state = "lingering"
@@ -195,6 +197,7 @@ class _Cell:
                     began = perf_counter()
                     batch = 0
                     continue
+                item = mailbox.get_nowait()
                 lingered = False
                 if type(item) is _Ask:
                     self.current_ask = item

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import gc
+import weakref
 from collections import Counter as Tally
 from functools import partial
 from typing import Any
@@ -434,3 +436,37 @@ async def test_statistics_report_the_messages_an_actor_has_handled() -> None:
         assert stats.mailbox_depth == 0
         assert stats.mailbox_capacity == 16
         assert stats.state == "running"
+
+
+@attrs.frozen
+class Echo:
+    """Handled by returning `value`."""
+
+    value: Any
+
+
+@attrs.define(eq=False)
+class Payload:
+    """Something a test can watch being freed (weakref-able)."""
+
+
+class Echoer(Actor[Echo]):
+    async def handle(self, message: Echo) -> Any:
+        return message.value
+
+
+async def test_an_idle_actor_keeps_nothing_alive_of_what_it_handled() -> None:
+    """Parked on its empty mailbox, an actor holds neither its last message,
+    nor the reply it gave, nor the exception an empty mailbox is found by."""
+    async with open_actor_system() as system:
+        ref = await system.spawn(Echoer)
+        told, reply = Payload(), Payload()
+        assert await ref.ask(Echo(reply)) is reply
+        ref.send_nowait(Echo(told))
+        gone = [weakref.ref(told), weakref.ref(reply)]
+        del told, reply
+        await wait_all_tasks_blocked()
+        gc.collect()
+
+        assert [each() for each in gone] == [None, None]
+        assert not [o for o in gc.get_objects() if isinstance(o, trio.WouldBlock)]

@@ -5,6 +5,7 @@ connection forever."""
 
 from __future__ import annotations
 
+import gc
 import json
 import socket
 from collections.abc import Callable
@@ -15,7 +16,7 @@ import trio.testing
 import wsproto
 from wsproto.events import AcceptConnection, CloseConnection, Request, TextMessage
 
-from actors import Agent, RunContext, RunningServer, TokenSigner
+from actors import Agent, Event, RunContext, RunningServer, TokenSigner
 from actors._websocket import Handshake
 from actors._wire import (
     KEEP_ALIVE_TIMEOUT,
@@ -193,3 +194,23 @@ async def test_a_resume_while_a_frame_is_half_written_finishes_that_frame_first(
     # What the old writer had begun, whole; then the replay, whole.
     assert [m["seq"] for m in messages] in ([1, 1, 2], [1, 2, 1, 2])
     assert [m["type"] for m in messages][-2:] == ["agent_started", "agent_completed"]
+
+
+async def test_an_idle_connection_keeps_no_exception_or_event_alive(
+    server: RunningServer, mint: Callable[[str], str]
+) -> None:
+    """Its writer, parked on an empty subscription, holds neither the
+    exception an empty queue is found by nor the last events it wrote."""
+    async with connect(server.url, mint("alice"), message_queue_size=1) as ws:
+        runs = 6  # 6 MB: some events queue for the writer
+        for n in range(runs):
+            await run(ws, "echo", "x" * 500_000, run_id=f"big-{n}")
+        await wait_until(lambda: server.core.last_seq("alice") == 2 * runs)
+        for _ in range(2 * runs):
+            await receive(ws)
+        await trio.testing.wait_all_tasks_blocked()
+        gc.collect()
+
+        alive = gc.get_objects()
+        assert not [o for o in alive if isinstance(o, trio.WouldBlock)]
+        assert not [o for o in alive if isinstance(o, Event) and o.user_id == "alice"]
