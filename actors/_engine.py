@@ -151,6 +151,22 @@ class _RunEnded:
     run_id: str
 
 
+class _RunEmitter:
+    """How a run's agent emits: straight to the bridge, as its user's run.
+    (One object, not a closure's function and cells: a run holds it as
+    long as it lives.)"""
+
+    __slots__ = ("bridge", "run_id", "user_id")
+
+    def __init__(self, bridge: ActorRef[Any], user_id: str, run_id: str) -> None:
+        self.bridge = bridge
+        self.user_id = user_id
+        self.run_id = run_id
+
+    async def __call__(self, type: str, data: dict[str, Any]) -> None:
+        await self.bridge.send(Emit(self.user_id, self.run_id, type, data, time.time()))
+
+
 class EngineActor(Actor[Any]):
     """Runs one user's agent runs in its own nursery.
 
@@ -245,12 +261,7 @@ class EngineActor(Actor[Any]):
                 await self._emit(
                     record, AGENT_STARTED, {"agent": record.agent, "input": record.input}
                 )
-
-                bridge, user_id, run_id = env.bridge, self.user_id, record.run_id
-
-                async def emit(type: str, data: dict[str, Any]) -> None:
-                    await bridge.send(Emit(user_id, run_id, type, data, time.time()))
-
+                emit = _RunEmitter(env.bridge, self.user_id, record.run_id)
                 output = await agent_cls().run(RunContext(record.ctx, emit), record.input)
                 outcome, data = "completed", {"output": output}
             if record.scope.cancelled_caught:

@@ -15,6 +15,7 @@ from ._stats import ActorStatistics
 
 if TYPE_CHECKING:
     from ._cell import _Cell
+    from ._mailbox import Mailbox
 
 M = TypeVar("M")
 
@@ -137,15 +138,8 @@ class Actor(Generic[M]):
         When it ends the actor is woken, so a hibernating actor can go dormant
         once its last task is done. An exception from it crashes the actor.
         """
-        cell = self._cell
-
-        async def run() -> None:
-            try:
-                await fn(*args)
-            finally:
-                cell.mailbox.poke()
-
-        self.nursery.start_soon(run, name=name or getattr(fn, "__qualname__", None))
+        name = name or getattr(fn, "__qualname__", None) or repr(fn)
+        self.nursery.start_soon(_run_then_poke, self._cell.mailbox, fn, args, name=name)
 
     def stop(self) -> None:
         """End this actor after the message being handled, as a normal exit.
@@ -154,6 +148,14 @@ class Actor(Generic[M]):
         restarted after a normal exit; `transient` and `temporary` ones are not.
         """
         self._cell.request_stop(normal_exit=True)
+
+
+async def _run_then_poke(mailbox: Mailbox, fn: Callable[..., Awaitable[Any]], args: Any) -> None:
+    """An actor's task (`Actor.start_task`): when it ends, its actor is woken."""
+    try:
+        await fn(*args)
+    finally:
+        mailbox.poke()
 
 
 class _Ask:

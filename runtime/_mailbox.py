@@ -111,19 +111,18 @@ class Mailbox:
         if self._items:
             return
         self._receiver = current_task()
-
-        def abort(_: Any) -> Abort:
-            self._receiver = None
-            return Abort.SUCCEEDED
-
         if deadline == math.inf:
-            await wait_task_rescheduled(abort)
+            await wait_task_rescheduled(self._abort_wait)
             return
         timer = call_at(deadline, self.poke)
         try:
-            await wait_task_rescheduled(abort)
+            await wait_task_rescheduled(self._abort_wait)
         finally:
             cancel_call(timer)
+
+    def _abort_wait(self, _: Any) -> Abort:
+        self._receiver = None
+        return Abort.SUCCEEDED
 
     @property
     def waiting(self) -> bool:
