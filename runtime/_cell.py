@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from time import perf_counter
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Final
 
 import attrs
 import trio
@@ -25,6 +25,10 @@ class _Pacer:
     """Counts sends that returned without yielding (one per actor system)."""
 
     sends: int = 0
+
+
+#: What `_Cell.serve` finds in an empty mailbox.
+_EMPTY: Final = object()
 
 
 @attrs.define(eq=False, slots=True)
@@ -175,10 +179,14 @@ class _Cell:
         began = perf_counter()
         try:
             while True:
-                # Waits outside any `except` block, and holding no message:
+                try:
+                    item = mailbox.get_nowait()
+                except trio.WouldBlock:
+                    item = _EMPTY
+                # Waits outside the `except` block, and holding no message:
                 # a parked actor keeps neither an exception and its
                 # traceback nor the last message (and its reply) alive.
-                if not mailbox:
+                if item is _EMPTY:
                     if self.state == "stopping":
                         return
                     idle = hibernate and not nursery.child_tasks
@@ -197,7 +205,6 @@ class _Cell:
                     began = perf_counter()
                     batch = 0
                     continue
-                item = mailbox.get_nowait()
                 lingered = False
                 if type(item) is _Ask:
                     self.current_ask = item
