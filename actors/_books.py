@@ -109,8 +109,9 @@ class FactoryBooks:
                 found.append(user_id)
         return found
 
-    def idle(self, is_idle: Callable[[EngineEntry], bool]) -> list[str]:
-        """Users whose engine `is_idle` now, leased or not."""
+    def without_work(self, is_idle: Callable[[EngineEntry], bool]) -> list[str]:
+        """Users whose engine `is_idle` says has no work now, leased or not
+        (so not necessarily idle: for a shutdown, where leases do not count)."""
         return [user_id for user_id, entry in self._entries.items() if is_idle(entry)]
 
     def statistics(self) -> FactoryStatistics:

@@ -56,7 +56,8 @@ class Shutdown:
     pass
 
 
-#: Engines stopped at once on shutdown.
+#: Engines with runs stopped at once on shutdown (those without are all
+#: stopped together).
 STOP_CONCURRENCY = 256
 
 
@@ -144,25 +145,25 @@ class FactoryActor(Actor[Any]):
                 await self._exited(ref, error)
             case Shutdown():
                 self.closed = True
-                # Engines with nothing to do stop together, every stop asked
-                # for before any is waited for: a lingering one still has a
-                # task to end.
-                idle = books.idle(_is_idle)
-                refs = [books.remove(user_id, "shutdown").ref for user_id in idle]
-                await self.engines.stop_actors(refs)
-                for user_id in idle:
-                    audit("engine_reaped", user_id=user_id, reason="shutdown")
-                # Those with runs: bounded, so that each engine's grace
-                # period starts when its own stop does, not all at once.
+                # Engines with runs: bounded, so that each one's grace period
+                # starts when its own stop does, not all at once.
                 limiter = trio.CapacityLimiter(STOP_CONCURRENCY)
 
                 async def reap(user_id: str) -> None:
                     async with limiter:
                         await self._reap(user_id, "shutdown")
 
+                idle = books.without_work(_is_idle)
+                refs = [books.remove(user_id, "shutdown").ref for user_id in idle]
                 async with trio.open_nursery() as nursery:
                     for user_id in books.users():
                         nursery.start_soon(reap, user_id)
+                    # Meanwhile, those with nothing to do stop together, every
+                    # stop asked for before any is waited for: a lingering
+                    # engine still has a task to end.
+                    await self.engines.stop_actors(refs)
+                    for user_id in idle:
+                        audit("engine_reaped", user_id=user_id, reason="shutdown")
             case _:
                 raise TypeError(f"the engine factory does not handle {message!r}")
         return None

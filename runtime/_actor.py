@@ -138,8 +138,13 @@ class Actor(Generic[M]):
         When it ends the actor is woken, so a hibernating actor can go dormant
         once its last task is done. An exception from it crashes the actor.
         """
-        name = name or getattr(fn, "__qualname__", None) or repr(fn)
-        self.nursery.start_soon(_run_then_poke, self._cell.mailbox, fn, args, name=name)
+        self.nursery.start_soon(
+            _run_then_poke,
+            self._cell.mailbox,
+            fn,
+            args,
+            name=name or getattr(fn, "__qualname__", None),
+        )
 
     def stop(self) -> None:
         """End this actor after the message being handled, as a normal exit.

@@ -243,13 +243,18 @@ class Supervisor:
 
     async def stop_actors(self, refs: Iterable[ActorRef[Any]]) -> None:
         """Stop these children together: every stop is requested before any
-        is waited for, so a thousand idle actors stop in about the time of
-        one each, not of a thousand waits. Each drains its queue and runs
+        is waited for, so a thousand idle actors stop in about the time one
+        takes, not in a thousand waits. Each drains its queue and runs
         `on_stop`, as `ActorRef.stop()` does, and is cancelled if still
         running at the end of its own grace period (counted from now). None
         is restarted. Raises `ValueError`, having stopped nothing, for a ref
-        that is not a child of this supervisor."""
-        cells = [ref._cell for ref in refs]
+        that is not a child of this supervisor.
+
+        Called by an actor with its own ref among `refs`, it only asks for
+        its own stop, as `ActorRef.stop()` does. If the call is cancelled,
+        the stops it asked for go on, but an actor past its grace is no
+        longer cancelled for it."""
+        cells = list(dict.fromkeys(ref._cell for ref in refs))
         for cell in cells:
             if cell.supervisor is not self:
                 raise ValueError(f"{cell.name} is not a child of supervisor {self.name}")
@@ -258,13 +263,20 @@ class Supervisor:
             cell.request_stop()
             if n % CONCURRENT_STOPS == 0:
                 await trio.lowlevel.checkpoint()  # others run meanwhile
-        waiting = [cell for cell in cells if cell.state != "stopped"]
+        me = trio.lowlevel.current_task()
+        waiting = [cell for cell in cells if cell.state != "stopped" and cell.task is not me]
+        # First every deadline, cancelling whoever overran it; only then wait
+        # for those cancelled, so that no one's slow exit delays the next one.
+        late = []
         for cell in sorted(waiting, key=lambda cell: cell.spec.grace):
             with trio.move_on_at(began + cell.spec.grace):
                 await cell.wait_stopped()
             if cell.state != "stopped":
                 self._cancel_late(cell)
-                await cell.wait_stopped()
+                late.append(cell)
+        for cell in late:
+            await cell.wait_stopped()
+        await trio.lowlevel.checkpoint()
 
     def _cancel_late(self, cell: _Cell) -> None:
         log.warning("actor %s did not stop within %ss; cancelling it", cell.name, cell.spec.grace)

@@ -139,3 +139,84 @@ async def test_stop_actors_refuses_an_actor_of_another_supervisor_and_stops_none
 
         assert not mine.stopped and not theirs.stopped
         await mine.ask("still here")
+
+
+class SlowToLeave(Actor[Any]):
+    """Hangs in `on_stop`; once cancelled, takes 10 s to clean up."""
+
+    async def handle(self, message: Any) -> None:
+        pass
+
+    async def on_stop(self) -> None:
+        try:
+            await trio.sleep_forever()
+        finally:
+            with trio.CancelScope(shield=True):
+                await trio.sleep(10)
+
+
+async def test_an_actor_slow_to_leave_once_cancelled_delays_no_one_elses_cancel(
+    autojump_clock: object,
+) -> None:
+    times: dict[str, float] = {}
+    async with open_actor_system() as system:
+        pool = await system.start_supervisor("pool")
+        monitor = await system.spawn(partial(StopTimes, times))
+        refs = [
+            await pool.spawn(SlowToLeave, name="slow to leave", grace=1, monitor=monitor),
+            await pool.spawn(HangsOnStop, name="hangs", grace=2, monitor=monitor),
+        ]
+        began = trio.current_time()
+
+        await pool.stop_actors(refs)
+        await trio.testing.wait_all_tasks_blocked()
+
+        assert {name: at - began for name, at in times.items()} == {
+            "hangs": pytest.approx(2),
+            "slow to leave": pytest.approx(11),
+        }
+
+
+@attrs.frozen
+class StopUsAll:
+    pool: Any
+    others: list[Any]
+
+
+class StopsItsPool(Actor[Any]):
+    async def handle(self, message: StopUsAll) -> None:
+        await message.pool.stop_actors([self.ref, *message.others])
+
+
+async def test_an_actor_stopping_itself_among_others_only_asks_for_its_own_stop(
+    autojump_clock: object,
+) -> None:
+    times: dict[str, float] = {}
+    async with open_actor_system() as system:
+        pool = await system.start_supervisor("pool")
+        monitor = await system.spawn(partial(StopTimes, times))
+        stopper = await pool.spawn(StopsItsPool, name="stopper", grace=3, monitor=monitor)
+        hangs = await pool.spawn(HangsOnStop, name="hangs", grace=1, monitor=monitor)
+        began = trio.current_time()
+
+        stopper.send_nowait(StopUsAll(pool, [hangs]))
+        await trio.sleep(5)
+
+        assert {name: at - began for name, at in times.items()} == {
+            "hangs": pytest.approx(1),
+            "stopper": pytest.approx(1),
+        }
+
+
+async def test_stop_actors_takes_duplicates_and_is_a_checkpoint_even_with_nothing_to_stop() -> None:
+    async with open_actor_system() as system:
+        pool = await system.start_supervisor("pool")
+        ref = await pool.spawn(Lingering)
+
+        await pool.stop_actors([ref, ref])
+        assert ref.stopped
+
+        with trio.CancelScope() as scope:
+            scope.cancel()
+            await pool.stop_actors([])
+        assert scope.cancelled_caught

@@ -146,6 +146,10 @@ async def test_a_connection_whose_writes_stall_past_write_timeout_is_aborted(
                 await slow.get_message()
 
 
+def _is_watch(task: trio.lowlevel.Task) -> bool:
+    return task.name.endswith("Connection._watch")
+
+
 class _WatchSteps(trio.abc.Instrument):
     """Counts the steps taken by connections' write watches."""
 
@@ -153,8 +157,20 @@ class _WatchSteps(trio.abc.Instrument):
         self.steps = 0
 
     def before_task_step(self, task: trio.lowlevel.Task) -> None:
-        if task.name.endswith("Connection._watch"):
+        if _is_watch(task):
             self.steps += 1
+
+
+def _watches() -> int:
+    """How many connections' write watches are alive."""
+    root = trio.lowlevel.current_root_task()
+    tasks = [root] if root is not None else []
+    found = 0
+    while tasks:
+        task = tasks.pop()
+        found += _is_watch(task)
+        tasks += [child for nursery in task.child_nurseries for child in nursery.child_tasks]
+    return found
 
 
 async def test_an_idle_connection_costs_no_wake_ups_of_its_write_watch(
@@ -164,6 +180,7 @@ async def test_an_idle_connection_costs_no_wake_ups_of_its_write_watch(
     watch = _WatchSteps()
     async with connect(server.url, mint("idle")) as ws:
         await ping(ws)
+        assert _watches() == 1
         trio.lowlevel.add_instrument(watch)
         try:
             await trio.sleep(0.4)  # ten write timeouts
