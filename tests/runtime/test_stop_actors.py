@@ -103,29 +103,32 @@ async def test_stop_actors_stops_idle_awake_and_dormant_actors_alike() -> None:
         assert pool.children == []
 
 
-async def test_stop_actors_cancels_each_actor_at_the_end_of_its_own_grace_period(
-    autojump_clock: object,
-) -> None:
+async def stopped_after(*children: tuple[str, type[Actor[Any]], float]) -> dict[str, float]:
+    """Spawn each (name, class, grace) in a pool, stop them all with one
+    `stop_actors`, and say how many seconds after that call each stopped."""
     times: dict[str, float] = {}
     async with open_actor_system() as system:
         pool = await system.start_supervisor("pool")
         monitor = await system.spawn(partial(StopTimes, times))
         refs = [
-            await pool.spawn(HangsOnStop, name="slow", grace=5, monitor=monitor),
-            await pool.spawn(HangsOnStop, name="quick", grace=2, monitor=monitor),
-            await pool.spawn(Lingering, name="idle", monitor=monitor),
+            await pool.spawn(cls, name=name, grace=grace, monitor=monitor)
+            for name, cls, grace in children
         ]
         began = trio.current_time()
 
         await pool.stop_actors(refs)
         await trio.testing.wait_all_tasks_blocked()
 
-        assert {name: at - began for name, at in times.items()} == {
-            "idle": 0,
-            "quick": pytest.approx(2),
-            "slow": pytest.approx(5),
-        }
         assert all(ref.stopped for ref in refs)
+    return {name: at - began for name, at in times.items()}
+
+
+async def test_stop_actors_cancels_each_actor_at_the_end_of_its_own_grace_period(
+    autojump_clock: object,
+) -> None:
+    assert await stopped_after(
+        ("slow", HangsOnStop, 5), ("quick", HangsOnStop, 2), ("idle", Lingering, 5)
+    ) == {"idle": 0, "quick": pytest.approx(2), "slow": pytest.approx(5)}
 
 
 async def test_stop_actors_refuses_an_actor_of_another_supervisor_and_stops_none() -> None:
@@ -158,23 +161,10 @@ class SlowToLeave(Actor[Any]):
 async def test_an_actor_slow_to_leave_once_cancelled_delays_no_one_elses_cancel(
     autojump_clock: object,
 ) -> None:
-    times: dict[str, float] = {}
-    async with open_actor_system() as system:
-        pool = await system.start_supervisor("pool")
-        monitor = await system.spawn(partial(StopTimes, times))
-        refs = [
-            await pool.spawn(SlowToLeave, name="slow to leave", grace=1, monitor=monitor),
-            await pool.spawn(HangsOnStop, name="hangs", grace=2, monitor=monitor),
-        ]
-        began = trio.current_time()
-
-        await pool.stop_actors(refs)
-        await trio.testing.wait_all_tasks_blocked()
-
-        assert {name: at - began for name, at in times.items()} == {
-            "hangs": pytest.approx(2),
-            "slow to leave": pytest.approx(11),
-        }
+    assert await stopped_after(("slow to leave", SlowToLeave, 1), ("hangs", HangsOnStop, 2)) == {
+        "hangs": pytest.approx(2),
+        "slow to leave": pytest.approx(11),
+    }
 
 
 @attrs.frozen
