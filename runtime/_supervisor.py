@@ -230,16 +230,7 @@ class Supervisor:
 
     async def stop_child(self, cell: _Cell) -> None:
         """Stop one child: drain, `on_stop`, and cancel it after its grace."""
-        if cell.state == "stopped":
-            return
-        cell.request_stop()
-        if cell.state == "stopped":
-            return  # dormant, and its kind need not wake to stop
-        with trio.move_on_after(cell.spec.grace):
-            await cell.wait_stopped()
-        if cell.state != "stopped":
-            self._cancel_late(cell)
-            await cell.wait_stopped()
+        await self._stop_cells([cell])
 
     async def stop_actors(self, refs: Iterable[ActorRef[Any]]) -> None:
         """Stop these children together: every stop is requested before any
@@ -258,9 +249,12 @@ class Supervisor:
         for cell in cells:
             if cell.supervisor is not self:
                 raise ValueError(f"{cell.name} is not a child of supervisor {self.name}")
+        await self._stop_cells(cells)
+
+    async def _stop_cells(self, cells: list[_Cell]) -> None:
         began = trio.current_time()
         for n, cell in enumerate(cells, 1):
-            cell.request_stop()
+            cell.request_stop()  # a dormant one that need not wake is stopped here
             if n % CONCURRENT_STOPS == 0:
                 await trio.lowlevel.checkpoint()  # others run meanwhile
         me = trio.lowlevel.current_task()
