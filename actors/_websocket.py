@@ -60,6 +60,29 @@ def _reason(text: str) -> str:
 
 
 @attrs.define(eq=False)
+class SendWaits:
+    """Wakes whoever waits for a send to begin (a connection's write watch,
+    through a transport's `wait_sending`)."""
+
+    _event: trio.Event | None = None
+
+    async def wait(self, sending: bool) -> None:
+        """Return once a send begins: at once (a checkpoint) if `sending`."""
+        if sending:
+            await trio.lowlevel.checkpoint()
+            return
+        if self._event is None:
+            self._event = trio.Event()
+        await self._event.wait()
+
+    def begin(self) -> None:
+        """A send begins: wake the waiter, if any."""
+        event, self._event = self._event, None
+        if event is not None:
+            event.set()
+
+
+@attrs.define(eq=False)
 class WireSocket:
     """One accepted WebSocket. `send_texts` writes a batch of text frames in
     one write; `receive` returns the next whole message (str or bytes), or
@@ -81,8 +104,7 @@ class WireSocket:
     writes_now: ClassVar[bool] = True
     sending_since: float | None = None
     _lock: trio.StrictFIFOLock = attrs.Factory(trio.StrictFIFOLock)
-    #: Set when a write begins to wait for the peer, for `wait_sending`.
-    _send_waits: trio.Event | None = None
+    _send_waits: SendWaits = attrs.Factory(SendWaits)
     #: Bytes of frames already begun: they go out before anything else.
     _unsent: bytes = b""
     _events: deque[Any] = attrs.Factory(deque)
@@ -139,18 +161,11 @@ class WireSocket:
 
     async def wait_sending(self) -> None:
         """Return once a write is waiting for the peer: at once if one is."""
-        if self.sending_since is not None:
-            await trio.lowlevel.checkpoint()
-            return
-        if self._send_waits is None:
-            self._send_waits = trio.Event()
-        await self._send_waits.wait()
+        await self._send_waits.wait(self.sending_since is not None)
 
     async def _write_rest(self, data: memoryview, sent: int) -> None:
         self.sending_since = trio.current_time()
-        waits, self._send_waits = self._send_waits, None
-        if waits is not None:
-            waits.set()
+        self._send_waits.begin()
         try:
             while sent < len(data):
                 await trio.lowlevel.wait_writable(self.stream.socket)

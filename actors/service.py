@@ -32,7 +32,7 @@ from ._connection import (
 )
 from ._errors import InvalidRequest
 from ._protocol import ProtocolError
-from ._websocket import Handshake
+from ._websocket import Handshake, SendWaits
 from ._wire import HttpRequest, HttpResponse
 
 if TYPE_CHECKING:
@@ -91,8 +91,7 @@ class AsgiTransport:
     writes_now: ClassVar[bool] = False
     #: Start times of the sends in progress, by a token per send.
     _sending: dict[object, float] = attrs.Factory(dict)
-    #: Set when a send begins, for `wait_sending`.
-    _send_waits: trio.Event | None = None
+    _send_waits: SendWaits = attrs.Factory(SendWaits)
 
     @property
     def sending_since(self) -> float | None:
@@ -101,19 +100,12 @@ class AsgiTransport:
     async def wait_sending(self) -> None:
         """Return once a send is in progress (every ASGI send may wait for
         the peer): at once if one is."""
-        if self._sending:
-            await trio.lowlevel.checkpoint()
-            return
-        if self._send_waits is None:
-            self._send_waits = trio.Event()
-        await self._send_waits.wait()
+        await self._send_waits.wait(bool(self._sending))
 
     def _begin_send(self) -> object:
         token = object()
         self._sending[token] = trio.current_time()
-        waits, self._send_waits = self._send_waits, None
-        if waits is not None:
-            waits.set()
+        self._send_waits.begin()
         return token
 
     async def send_texts(self, texts: Sequence[str]) -> None:
