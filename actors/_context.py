@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import uuid
+import os
 from collections.abc import Mapping
 from types import MappingProxyType
 from typing import Any
@@ -34,7 +34,9 @@ def check_id(field: str, value: object) -> str:
 
 
 def new_run_id() -> str:
-    return uuid.uuid4().hex
+    """128 random bits as 32 lowercase hex digits, the shape of a uuid4's
+    hex at a fifth of its cost (no UUID object is built)."""
+    return os.urandom(16).hex()
 
 
 def _run_id(value: str | None) -> str:
