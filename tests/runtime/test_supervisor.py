@@ -1,11 +1,10 @@
-"""Supervision: restart types, restart intensity and escalation, orderly stop, grace."""
+"""Supervision: restart types, restart intensity and escalation."""
 
 from __future__ import annotations
 
 from functools import partial
 from typing import Any
 
-import attrs
 import pytest
 import trio
 from hypothesis import given
@@ -13,10 +12,7 @@ from hypothesis import strategies as st
 from trio.testing import wait_all_tasks_blocked
 
 from runtime import (
-    Actor,
-    ActorRef,
     ActorStopped,
-    ChildExited,
     RestartBook,
     RestartIntensity,
     RestartIntensityExceeded,
@@ -24,79 +20,7 @@ from runtime import (
     open_actor_system,
 )
 
-
-@attrs.frozen
-class Add:
-    n: int
-
-
-@attrs.frozen
-class Get:
-    pass
-
-
-@attrs.frozen
-class Crash:
-    pass
-
-
-@attrs.frozen
-class Exit:
-    """Stop normally (`Actor.stop()`), then wait at `gate` if one is given."""
-
-    gate: trio.Event | None = None
-
-
-@attrs.frozen
-class Hang:
-    pass
-
-
-Message = Add | Get | Crash | Exit | Hang
-
-
-@attrs.define
-class Log:
-    """What the actors of one test did, in order."""
-
-    started: list[str] = attrs.Factory(list)
-    stopped: list[str] = attrs.Factory(list)
-
-
-class Worker(Actor[Message]):
-    def __init__(self, label: str = "", log: Log | None = None) -> None:
-        self.label = label
-        self.log = log or Log()
-        self.total = 0
-
-    async def on_start(self) -> None:
-        self.log.started.append(self.label)
-
-    async def handle(self, message: Message) -> Any:
-        match message:
-            case Add(n):
-                self.total += n
-                return self.total
-            case Get():
-                return self.total
-            case Crash():
-                raise RuntimeError(f"{self.label} crashed on purpose")
-            case Exit(gate):
-                self.stop()
-                if gate is not None:
-                    await gate.wait()
-            case Hang():
-                await trio.sleep_forever()
-
-    async def on_stop(self) -> None:
-        self.log.stopped.append(self.label)
-
-
-async def crash(ref: ActorRef[Message]) -> None:
-    """Crash the actor with a plain send and let its supervisor react."""
-    await ref.send(Crash())
-    await wait_all_tasks_blocked()
-
+from .kit import Add, Exit, Get, Log, Worker, crash
 
 # Restart types
 
@@ -339,171 +263,6 @@ async def test_a_crash_in_one_child_leaves_its_siblings_state_untouched() -> Non
         assert log.stopped == []
 
 
-# Orderly stop and grace
-
-
-async def test_children_stop_in_reverse_start_order() -> None:
-    log = Log()
-    async with open_actor_system() as system:
-        await system.spawn(partial(Worker, "a", log))
-        nested = await system.start_supervisor("nested")
-        await nested.spawn(partial(Worker, "b", log))
-        await nested.spawn(partial(Worker, "c", log))
-        await system.spawn(partial(Worker, "d", log))
-
-    assert log.started == ["a", "b", "c", "d"]
-    assert log.stopped == ["d", "c", "b", "a"]
-
-
-class HangingStop(Actor[Message]):
-    def __init__(self, log: Log | None = None) -> None:
-        self.log = log or Log()
-
-    async def handle(self, message: Message) -> None:
-        await trio.sleep_forever()
-
-    async def on_stop(self) -> None:
-        self.log.stopped.append("on_stop began")
-        await trio.sleep_forever()
-
-
-async def test_an_actor_whose_on_stop_hangs_is_cancelled_after_its_grace_period(
-    autojump_clock: object,
-) -> None:
-    log = Log()
-    async with open_actor_system() as system:
-        ref = await system.spawn(partial(HangingStop, log), grace=3)
-        began = trio.current_time()
-
-        await ref.stop()
-
-        assert trio.current_time() - began == pytest.approx(3)
-        assert log.stopped == ["on_stop began"]
-        assert ref.stopped
-
-
-async def test_an_actor_whose_handler_hangs_is_cancelled_after_its_grace_period(
-    autojump_clock: object,
-) -> None:
-    log = Log()
-    async with open_actor_system() as system:
-        ref = await system.spawn(partial(HangingStop, log), grace=2)
-        ref.send_nowait(Hang())
-        await wait_all_tasks_blocked()
-        began = trio.current_time()
-
-        await ref.stop()
-
-        assert trio.current_time() - began == pytest.approx(2)
-        assert log.stopped == []  # on_stop is not called once the grace ran out
-        assert ref.stopped
-
-
-@pytest.mark.parametrize(("concurrent_stop", "seconds"), [(True, 2), (False, 8)])
-async def test_concurrent_stop_waits_one_grace_period_for_all_children_not_one_each(
-    autojump_clock: object, concurrent_stop: bool, seconds: float
-) -> None:
-    async with open_actor_system() as system:
-        pool = await system.start_supervisor("pool", concurrent_stop=concurrent_stop)
-        refs = [await pool.spawn(HangingStop, grace=2) for _ in range(4)]
-        began = trio.current_time()
-
-        await pool.stop()
-
-        assert trio.current_time() - began == pytest.approx(seconds)
-        assert all(ref.stopped for ref in refs)
-
-
-class FailingStop(Actor[Message]):
-    hibernate = False
-
-    def __init__(self, log: Log) -> None:
-        self.log = log
-
-    async def on_start(self) -> None:
-        self.log.started.append("started")
-
-    async def handle(self, message: Message) -> None:
-        pass
-
-    async def on_stop(self) -> None:
-        raise RuntimeError("on_stop failed")
-
-
-class HibernatingFailingStop(FailingStop):
-    hibernate = True
-
-
-@pytest.mark.parametrize("actor_class", [FailingStop, HibernatingFailingStop])
-async def test_an_actor_stopped_through_its_ref_is_not_restarted_when_on_stop_raises(
-    autojump_clock: object, actor_class: type[FailingStop]
-) -> None:
-    log = Log()
-    async with open_actor_system() as system:
-        ref = await system.spawn(partial(actor_class, log), grace=5)
-        await wait_all_tasks_blocked()
-        began = trio.current_time()
-
-        with trio.fail_after(60):
-            await ref.stop()
-
-        assert trio.current_time() == began  # no grace period needed
-        assert ref.stopped
-        assert log.started == ["started"]
-        assert ref.statistics().restarts == 0
-
-
-async def test_stopping_an_actor_through_its_ref_while_it_stops_itself_does_not_restart_it(
-    autojump_clock: object,
-) -> None:
-    log = Log()
-    gate = trio.Event()
-    async with open_actor_system() as system:
-        ref = await system.spawn(partial(Worker, "w", log), grace=5)
-        ref.send_nowait(Exit(gate))
-        await wait_all_tasks_blocked()  # Actor.stop() was called; the handler waits
-        began = trio.current_time()
-
-        async with trio.open_nursery() as nursery:
-            nursery.start_soon(ref.stop)
-            await wait_all_tasks_blocked()
-            gate.set()
-
-        assert trio.current_time() == began
-        assert ref.stopped
-        assert log.started == ["w"]
-
-
-async def test_an_actor_that_crashes_while_draining_for_a_stop_through_its_ref_is_not_restarted(
-    autojump_clock: object,
-) -> None:
-    log = Log()
-    async with open_actor_system() as system:
-        ref = await system.spawn(partial(Worker, "w", log), restart=RestartType.PERMANENT, grace=5)
-        ref.send_nowait(Crash())  # still queued when the stop begins
-        began = trio.current_time()
-
-        await ref.stop()
-
-        assert trio.current_time() == began
-        assert ref.stopped
-        assert log.started == ["w"]
-
-
-async def test_stopping_a_supervisor_leaves_its_siblings_running() -> None:
-    async with open_actor_system() as system:
-        doomed = await system.start_supervisor("doomed")
-        inside = await doomed.spawn(Worker)
-        outside = await system.spawn(Worker)
-
-        await doomed.stop()
-        await wait_all_tasks_blocked()
-
-        assert inside.stopped
-        assert system.root.children == [outside]
-        assert await outside.ask(Add(1)) == 1
-
-
 # The restart-intensity rule on its own
 
 
@@ -552,90 +311,3 @@ def test_a_restart_intensity_that_cannot_work_is_refused(
 ) -> None:
     with pytest.raises(ValueError, match=message):
         RestartIntensity(**kwargs)
-
-
-# Monitors
-
-
-class Watcher(Actor[Any]):
-    """Records every `ChildExited` it hears, even while its mailbox is full."""
-
-    mailbox_capacity = 1
-
-    def __init__(self, heard: list[ChildExited], gate: trio.Event | None = None) -> None:
-        self.heard = heard
-        self.gate = gate
-
-    async def handle(self, message: Any) -> None:
-        if isinstance(message, ChildExited):
-            self.heard.append(message)
-        elif self.gate is not None:
-            await self.gate.wait()
-
-
-async def test_a_monitor_hears_when_a_child_crashes_for_good() -> None:
-    heard: list[ChildExited] = []
-    async with open_actor_system() as system:
-        watcher = await system.spawn(partial(Watcher, heard))
-        child = await system.spawn(Worker, restart=RestartType.TEMPORARY, monitor=watcher)
-
-        await crash(child)
-
-        assert [notice.ref for notice in heard] == [child]
-        assert isinstance(heard[0].error, RuntimeError)
-
-
-async def test_a_monitor_hears_of_an_orderly_stop_without_an_error() -> None:
-    heard: list[ChildExited] = []
-    async with open_actor_system() as system:
-        watcher = await system.spawn(partial(Watcher, heard))
-        child = await system.spawn(Worker, monitor=watcher)
-
-        await child.stop()
-        await wait_all_tasks_blocked()
-
-        assert heard == [ChildExited(child, None)]
-
-
-async def test_a_monitor_does_not_hear_of_a_child_that_was_restarted() -> None:
-    heard: list[ChildExited] = []
-    async with open_actor_system() as system:
-        watcher = await system.spawn(partial(Watcher, heard))
-        child = await system.spawn(Worker, restart=RestartType.PERMANENT, monitor=watcher)
-
-        await crash(child)
-
-        assert heard == []
-        assert child.statistics().restarts == 1
-
-
-async def test_a_child_exited_notice_is_queued_even_when_the_monitor_mailbox_is_full() -> None:
-    heard: list[ChildExited] = []
-    gate = trio.Event()
-    async with open_actor_system() as system:
-        watcher = await system.spawn(partial(Watcher, heard, gate))
-        watcher.send_nowait("busy")
-        await wait_all_tasks_blocked()
-        watcher.send_nowait("queued")  # the watcher's mailbox (capacity 1) is full
-        child = await system.spawn(Worker, restart=RestartType.TEMPORARY, monitor=watcher)
-
-        await crash(child)
-        assert watcher.statistics().mailbox_depth == 2
-
-        gate.set()
-        await wait_all_tasks_blocked()
-        assert [notice.ref for notice in heard] == [child]
-        assert system.statistics().dead_letters == 0
-
-
-async def test_a_notice_to_a_monitor_that_has_stopped_counts_as_a_dead_letter() -> None:
-    heard: list[ChildExited] = []
-    async with open_actor_system() as system:
-        watcher = await system.spawn(partial(Watcher, heard))
-        child = await system.spawn(Worker, restart=RestartType.TEMPORARY, monitor=watcher)
-        await watcher.stop()
-
-        await crash(child)
-
-        assert heard == []
-        assert system.statistics().dead_letters == 1
