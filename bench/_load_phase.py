@@ -348,16 +348,30 @@ class Phase:
         return result
 
 
+def phase_order(number: int, baseline: bool) -> list[str]:
+    """The servers of round `number` (from 1), in the order they run: the
+    bare one first in odd rounds, greenroom first in even ones. Whatever a
+    round does to the machine as it goes (a second phase meets the first's
+    closed connections in the kernel's tables, a busier or quieter spell)
+    then does not always fall on the same server."""
+    if not baseline:
+        return ["greenroom"]
+    return ["bare", "greenroom"] if number % 2 else ["greenroom", "bare"]
+
+
 async def run_round(
-    load: Load, baseline: bool, profile: str | None = None, server_args: Sequence[str] = ()
+    load: Load,
+    baseline: bool,
+    profile: str | None = None,
+    server_args: Sequence[str] = (),
+    number: int = 1,
 ) -> dict[str, dict[str, Any]]:
+    """Round `number`: each server's phase, in `phase_order`."""
     timeout = _phase_timeout(load)
-    phases = [("greenroom", greenroom_command(load, server_args))]
-    if baseline:
-        phases.insert(0, ("bare", bare_command()))
+    commands = {"bare": bare_command(), "greenroom": greenroom_command(load, server_args)}
     found: dict[str, dict[str, Any]] = {}
-    for name, command in phases:
-        phase = Phase(name, command, load, timeout, profile)
+    for name in phase_order(number, baseline):
+        phase = Phase(name, commands[name], load, timeout, profile)
         found[name] = await phase.run()
         found[name]["timeline"] = _timeline(phase)
     return found

@@ -7,14 +7,16 @@ against a bare WebSocket server on the same stack, to price the runtime.
                          [--json] [--plot FILE.png] [--repeat R] [--no-baseline]
                          [--server-log-level LEVEL] [--deliver-inline] [--py-spy DIR]
 
-A round has two phases, each with its own server as a subprocess: first the
+A round has two phases, each with its own server as a subprocess: the
 baseline, `python -m bench._bare_server --port 0` (greenroom's own HTTP and
 WebSocket server, `actors._wire`, with the same garbage-collector settings
 and `runtime.sleep`, but no runtime behind it: the run's own task writes
-the same event shapes at the same pace straight to the socket), then
+the same event shapes at the same pace straight to the socket), and
 `python -m actors.cli serve --dev --port 0` with limits that fit the load
 (--max-engines >= N, a subscriber queue of at least 4 runs' events; with
---deliver-inline, greenroom's own flag of that name). Each
+--deliver-inline, greenroom's own flag of that name). The bare server goes
+first in odd rounds and second in even ones, so that what a round does to
+the machine as it goes does not always fall on the same server. Each
 phase connects N users (tokens signed with the development secret, at most
 C handshakes at once), and once all are connected every user runs M runs
 one after the other: send `{"type": "run", ...}`, read events up to the
@@ -73,7 +75,7 @@ import trio
 
 from . import _report
 from ._load_client import Load
-from ._load_phase import run_round
+from ._load_phase import phase_order, run_round
 from ._load_report import TARGETS, _clean, _median_of, _notes, _rounded, _rows, _verdicts, plot
 from ._load_servers import _raise_open_files
 
@@ -146,7 +148,7 @@ def main(argv: list[str] | None = None) -> int:
     for number in range(1, repeat + 1):
         if repeat > 1:
             _report.progress(f"round {number}/{repeat}")
-        rounds.append(trio.run(run_round, load, baseline, args.py_spy, server_args))
+        rounds.append(trio.run(run_round, load, baseline, args.py_spy, server_args, number))
     wall = time.perf_counter() - started
 
     g = _median_of(rounds, "greenroom")
@@ -171,7 +173,10 @@ def main(argv: list[str] | None = None) -> int:
     print()
     if ratio is not None and len(ratios) > 1:
         # Each round's own ratio: the medians above may come from different rounds.
-        each = ", ".join(f"{r:.2f}" for r in ratios)
+        each = ", ".join(
+            f"{r:.2f} ({phase_order(number, True)[0]} first)"
+            for number, r in enumerate(ratios, start=1)
+        )
         print(f"overhead_ratio (server CPU per event, greenroom / bare, median of the rounds' "
               f"ratios: {each}) = {ratio:.2f}x")  # fmt: skip
         print()
