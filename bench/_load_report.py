@@ -6,6 +6,7 @@ from __future__ import annotations
 import itertools
 import math
 from collections import Counter
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import psutil
@@ -57,6 +58,28 @@ def _timeline(phase: Phase) -> dict[str, list[float]]:
         out["client_cpu"].append((after[2] - before[2]) / span * 100)
         out["rss_mb"].append(after[3] / 2**20)
     return out
+
+
+def plot_problem(path: str) -> str | None:
+    """Why `plot` could not write `path` (None if it can): a file type
+    matplotlib does not write, or a file that cannot be opened for writing.
+    Leaves no file behind that was not there."""
+    from matplotlib.backend_bases import FigureCanvasBase
+
+    formats = FigureCanvasBase.get_supported_filetypes()
+    file = Path(path)
+    if file.suffix.lstrip(".").lower() not in formats:
+        kinds = ", ".join(f".{kind}" for kind in sorted(formats))
+        return f"the name must end in a type matplotlib writes ({kinds})"
+    existed = file.exists()
+    try:
+        with file.open("ab"):
+            pass
+    except OSError as error:
+        return f"cannot write it ({error.strerror})"
+    if not existed:
+        file.unlink()
+    return None
 
 
 def plot(path: str, rounds: list[dict[str, dict[str, Any]]], load: Load) -> None:

@@ -73,10 +73,22 @@ from typing import Any
 import attrs
 import trio
 
+from actors.demo import MAX_SLEEP_SECONDS, MAX_SLEEP_STEPS
+
 from . import _report
 from ._load_client import Load
 from ._load_phase import phase_order, run_round
-from ._load_report import TARGETS, _clean, _median_of, _notes, _rounded, _rows, _verdicts, plot
+from ._load_report import (
+    TARGETS,
+    _clean,
+    _median_of,
+    _notes,
+    _rounded,
+    _rows,
+    _verdicts,
+    plot,
+    plot_problem,
+)
 from ._load_servers import _raise_open_files
 
 #: (users, runs per user): about a minute for both phases, and a smoke run.
@@ -130,6 +142,14 @@ def main(argv: list[str] | None = None) -> int:
     )
     if load.users < 1 or load.runs_per_user < 1 or load.steps < 1 or load.concurrency < 1:
         cli.error("--users, --runs-per-user, --steps and --concurrency must be >= 1")
+    # Checked before anything runs: a mistake found after the rounds costs them.
+    if not 0 < load.seconds <= MAX_SLEEP_SECONDS:
+        cli.error(f"--seconds must be within (0, {MAX_SLEEP_SECONDS:g}], got {load.seconds:g}")
+    if load.steps > MAX_SLEEP_STEPS:
+        cli.error(f"--steps must be at most {MAX_SLEEP_STEPS:,} (the sleep agent's limit)")
+    problem = plot_problem(args.plot) if args.plot else None
+    if problem:
+        cli.error(f"--plot {args.plot}: {problem}")
     repeat = _report.repeat(args)
     baseline = not args.no_baseline
     server_args = ["--log-level", args.server_log_level] if args.server_log_level else []
