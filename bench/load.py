@@ -43,10 +43,12 @@ p50/p90/p99/max, and greenroom's own emit -> socket-write histogram from
 CPU time (user + system, psutil) as a share of one core and per event, and
 the events/s one core would deliver at that cost; how busy the machine was,
 and how much of that was other processes. overhead_ratio = greenroom's
-server CPU per event / the bare server's. With --repeat R, R rounds and
-their medians; overhead_ratio is then the median of the rounds' own
-ratios (each round measures both servers), listed in the report and as
-overhead_ratio_rounds in the JSON.
+server CPU per event / the bare server's. A run is --repeat R rounds (2 by
+default, one with each server first; 1 with --quick), reported as their
+medians; overhead_ratio is then the median of the rounds' own ratios (each
+round measures both servers), listed in the report and as
+overhead_ratio_rounds in the JSON, with which server went first in each
+as rounds_first.
 
 The client is one trio process speaking RFC 6455 on plain non-blocking
 sockets: trio makes the connections, then all of them sit in one epoll set
@@ -100,7 +102,14 @@ DEFAULT_CONCURRENCY = 100
 
 
 def main(argv: list[str] | None = None) -> int:
-    cli = _report.parser("bench.load", __doc__ or "", default_repeat=1, quick_repeat=1)
+    cli = _report.parser(
+        "bench.load",
+        __doc__ or "",
+        default_repeat=2,
+        quick_repeat=1,
+        repeat_help="rounds, each running both servers (the bare one first in odd rounds); "
+        "medians are reported (default 2, one each way, or 1 with --quick)",
+    )
     cli.add_argument("--users", type=int, help=f"simulated users (default {DEFAULT_SIZE[0]}, "
                      f"{QUICK_SIZE[0]} with --quick)")  # fmt: skip
     cli.add_argument("--runs-per-user", type=int, help=f"runs each user makes in turn (default "
@@ -263,6 +272,7 @@ def main(argv: list[str] | None = None) -> int:
             "violations": g["violations"] + (b["violations"] if b else 0),
             "overhead_ratio": _rounded(ratio) if ratio is not None else None,
             "overhead_ratio_rounds": [_rounded(r) for r in ratios],
+            "rounds_first": [phase_order(number, baseline)[0] for number in range(1, repeat + 1)],
             "client_saturated": g["client_saturated"],
             "server_saturated": g["server_saturated"],
             "server_peak_rss_mb": _rounded(g["rss_peak_mb"]),

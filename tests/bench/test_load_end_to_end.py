@@ -40,6 +40,7 @@ def test_the_command_runs_both_servers_checks_every_event_and_reports_the_contra
     for key in ("events_per_s", "p99_ms"):
         assert result[key] == result["greenroom"][key] > 0
     assert len(result["overhead_ratio_rounds"]) == ROUNDS
+    assert result["rounds_first"] == ["bare", "greenroom"]
     assert result["overhead_ratio"] > 0
     assert "(bare first)" in out and "(greenroom first)" in out
     assert plot.stat().st_size > 0
