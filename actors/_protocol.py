@@ -7,6 +7,7 @@ naming the problem; the connection stays open.
 from __future__ import annotations
 
 import json
+import math
 from typing import Any
 
 import attrs
@@ -79,10 +80,29 @@ def _id(message: dict[str, Any], name: str) -> str:
         raise ProtocolError("invalid_field", str(error)) from None
 
 
+def _no_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not a JSON value")
+
+
+def _finite(text: str) -> float:
+    value = float(text)
+    if not math.isfinite(value):
+        raise ValueError(f"the number {text} is beyond what a double holds")
+    return value
+
+
 def parse_request(text: str) -> Request:
-    """Turn one text frame into a request, or raise `ProtocolError`."""
+    """Turn one text frame into a request, or raise `ProtocolError`.
+
+    Strict JSON: no `NaN` or `Infinity`, and no number too large for a
+    double (`1e999`), so nothing non-finite reaches an agent or an event.
+    """
     try:
-        message = json.loads(text)
+        message = json.loads(text, parse_constant=_no_constant, parse_float=_finite)
+    except RecursionError:
+        raise ProtocolError(
+            "invalid_json", "the frame nests arrays or objects deeper than a request may"
+        ) from None
     except ValueError as error:
         raise ProtocolError("invalid_json", f"the frame is not valid JSON: {error}") from None
     if not isinstance(message, dict):

@@ -37,7 +37,10 @@ from .kit import (
         (json.dumps({"type": "resume", "after": 1}), "invalid_resume"),
         (json.dumps({"type": "run", "agent": "no-such-agent"}), "unknown_agent"),
         (json.dumps({"type": "cancel", "run_id": "never-started"}), "unknown_run"),
+        ('{"type": "run", "agent": "echo", "input": 1e999}', "invalid_json"),
+        ('{"type": "ping", "x": ' + "[" * 100_000 + "]" * 100_000 + "}", "invalid_json"),
     ],
+    ids=lambda value: value[:40] if isinstance(value, str) else value,
 )
 async def test_a_bad_request_gets_an_error_and_the_connection_stays_usable(
     server: RunningServer, mint: Callable[[str], str], frame: str, code: str

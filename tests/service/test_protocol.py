@@ -66,6 +66,12 @@ def test_a_user_id_in_a_request_is_ignored() -> None:
         ('{"type": "resume", "after": 1.5}', "invalid_field"),
         ('{"type": "resume", "after": true}', "invalid_field"),
         ('{"type": "resume", "after": -1}', "invalid_field"),
+        ('{"type": "run", "agent": "echo", "input": NaN}', "invalid_json"),
+        ('{"type": "run", "agent": "echo", "input": [Infinity]}', "invalid_json"),
+        ('{"type": "run", "agent": "echo", "input": {"x": -Infinity}}', "invalid_json"),
+        ('{"type": "run", "agent": "echo", "input": 1e999}', "invalid_json"),
+        ('{"type": "run", "agent": "sleep", "input": {"seconds": -1e400}}', "invalid_json"),
+        ('{"type": "ping", "x": ' + "[" * 100_000 + "]" * 100_000 + "}", "invalid_json"),
     ],
 )
 def test_a_bad_frame_raises_a_protocol_error_with_its_code(frame: str, code: str) -> None:
@@ -89,3 +95,9 @@ def test_the_detail_of_an_unknown_type_lists_the_accepted_ones() -> None:
 
     for kind in ("run", "cancel", "resume", "ping"):
         assert kind in raised.value.detail
+
+
+def test_numbers_a_double_holds_are_accepted_however_they_are_written() -> None:
+    frame = '{"type": "run", "agent": "echo", "input": [1e308, -2.5E-3, 0.0, 12]}'
+
+    assert parse_request(frame) == RunRequest("echo", [1e308, -0.0025, 0.0, 12], None)
