@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 from json.encoder import encode_basestring_ascii
 from typing import Any, Final
 
@@ -30,8 +31,9 @@ ERROR_REASONS: Final = ("exception", "timeout", "cancelled", "rejected", "shutdo
 
 
 #: Built once: `json.dumps` given options builds a new encoder on every call,
-#: which cost more than the encoding of a small event itself.
-_ENCODER: Final = json.JSONEncoder(separators=(",", ":"), default=repr)
+#: which cost more than the encoding of a small event itself. Strict: it
+#: raises rather than write `NaN` or `Infinity`, which are not JSON.
+_ENCODER: Final = json.JSONEncoder(separators=(",", ":"), default=repr, allow_nan=False)
 
 
 def _dumps(value: Any) -> str:
@@ -89,9 +91,11 @@ class Event:
 
     def to_json(self) -> str:
         """The wire form: a JSON object. A value JSON has no form for is
-        repr'd; `data` that cannot be encoded at all (keys that are not
-        strings, a cycle) becomes `{"unencodable": repr(data)}`. Never raises.
-        Made once: later calls return the same string."""
+        repr'd, a float that is not finite too (`"inf"`, `"nan"`); `data`
+        that cannot be encoded at all (keys that are not strings, a cycle)
+        becomes `{"unencodable": repr(data)}`. Never raises, and never
+        writes what is not JSON. Made once: later calls return the same
+        string."""
         wire = self._wire
         if wire is None:
             wire = self._encode()
@@ -100,26 +104,51 @@ class Event:
 
     def _encode(self) -> str:
         try:
-            ts = self.ts
-            if (
-                type(self.type) is str
-                and type(self.seq) is int
-                and type(self.user_id) is str
-                and type(self.run_id) is str
-                and type(ts) is float
-                and -_FINITE < ts < _FINITE
-            ):
-                # The envelope by hand, exactly as the encoder would write it.
-                return (
-                    f'{{"type":{_string(self.type)},"seq":{self.seq!r},'
-                    f'"user_id":{_string(self.user_id)},"run_id":{_string(self.run_id)},'
-                    f'"ts":{ts!r},"data":{_dumps(self.data)}}}'
-                )
-            return _dumps(self.to_dict())
+            return self._encode_with(self.data)
+        except ValueError:
+            # A float JSON has no form for somewhere (or a cycle, which the
+            # second try does not survive either).
+            try:
+                return self._encode_with(_finite(self.data))
+            except Exception:
+                pass
         except Exception:
-            wire = self.to_dict()
-            wire["data"] = {"unencodable": _safe_repr(self.data)}
-            return _dumps(wire)
+            pass
+        wire = self.to_dict()
+        wire["data"] = {"unencodable": _safe_repr(self.data)}
+        return _dumps(_finite(wire))
+
+    def _encode_with(self, data: Any) -> str:
+        ts = self.ts
+        if (
+            type(self.type) is str
+            and type(self.seq) is int
+            and type(self.user_id) is str
+            and type(self.run_id) is str
+            and type(ts) is float
+            and -_FINITE < ts < _FINITE
+        ):
+            # The envelope by hand, exactly as the encoder would write it.
+            return (
+                f'{{"type":{_string(self.type)},"seq":{self.seq!r},'
+                f'"user_id":{_string(self.user_id)},"run_id":{_string(self.run_id)},'
+                f'"ts":{ts!r},"data":{_dumps(data)}}}'
+            )
+        wire = _finite(self.to_dict() | {"data": None})  # the envelope: ts may be inf
+        wire["data"] = data
+        return _dumps(wire)
+
+
+def _finite(value: Any) -> Any:
+    """`value` with every float that is not finite replaced by its repr,
+    through dicts, lists and tuples (a cycle raises `RecursionError`)."""
+    if type(value) is float:
+        return value if math.isfinite(value) else repr(value)
+    if isinstance(value, dict):
+        return {key: _finite(item) for key, item in value.items()}
+    if isinstance(value, list | tuple):
+        return [_finite(item) for item in value]
+    return value
 
 
 def _safe_repr(value: object) -> str:

@@ -1,8 +1,10 @@
-"""`Event.to_json`: the wire form is exactly what a JSON encoder writes."""
+"""`Event.to_json`: the wire form is exactly what a JSON encoder writes, and
+always JSON: a float that is not finite is written as its repr."""
 
 from __future__ import annotations
 
 import json
+import math
 from typing import Any
 
 from hypothesis import given
@@ -11,7 +13,26 @@ from hypothesis import strategies as st
 from actors import Event
 
 #: How the wire form was defined before it was written out by hand.
-_REFERENCE = json.JSONEncoder(separators=(",", ":"), default=repr)
+_REFERENCE = json.JSONEncoder(separators=(",", ":"), default=repr, allow_nan=False)
+
+
+def _as_json_has_it(value: Any) -> Any:
+    """`value` with each float JSON has no form for (inf, -inf, nan) as its repr."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return repr(value)
+    if isinstance(value, dict):
+        return {key: _as_json_has_it(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [_as_json_has_it(item) for item in value]
+    return value
+
+
+def _strict_loads(text: str) -> Any:
+    def refuse(name: str) -> None:
+        raise ValueError(f"{name} is not JSON")
+
+    return json.loads(text, parse_constant=refuse)
+
 
 _json_values = st.recursive(
     st.none() | st.booleans() | st.integers() | st.floats() | st.text(),
@@ -35,7 +56,8 @@ def test_the_wire_form_is_what_the_json_encoder_writes(
 ) -> None:
     event = Event(type=type, seq=seq, user_id=user_id, run_id=run_id, ts=ts, data=data)
 
-    assert event.to_json() == _REFERENCE.encode(event.to_dict())
+    assert event.to_json() == _REFERENCE.encode(_as_json_has_it(event.to_dict()))
+    _strict_loads(event.to_json())
 
 
 @given(ts=st.one_of(st.integers(), st.booleans(), st.none()), seq=st.booleans())
@@ -43,3 +65,16 @@ def test_fields_of_unexpected_types_are_still_encoded_as_json_would(ts: Any, seq
     event = Event(type="agent_thinking", seq=seq, user_id="u", run_id="r", ts=ts, data={})
 
     assert event.to_json() == _REFERENCE.encode(event.to_dict())
+
+
+def test_floats_json_has_no_form_for_are_written_as_their_repr_wherever_they_are() -> None:
+    data = {"output": math.inf, "steps": [1.5, -math.inf, (math.nan, 2)], "deep": {"x": math.nan}}
+    event = Event(type="agent_completed", seq=1, user_id="u", run_id="r", ts=1.0, data=data)
+
+    wire = _strict_loads(event.to_json())
+
+    assert wire["data"] == {
+        "output": "inf",
+        "steps": [1.5, "-inf", ["nan", 2]],
+        "deep": {"x": "nan"},
+    }
