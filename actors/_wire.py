@@ -98,8 +98,9 @@ WebSocketHandler = Callable[[Handshake], Awaitable[None]]
 @attrs.define(eq=False)
 class WireServer:
     """Serves `sock` until `stop`: upgrade requests on `websocket_path` go
-    to `websocket`, other GET and HEAD requests to `http`. `stop_accepting` closes
-    the listener; `abort_all` closes every open TCP stream."""
+    to `websocket`, other GET and HEAD requests to `http`. `stop_accepting`
+    closes the listener and the HTTP connections with no request in hand;
+    `abort_all` closes every open TCP stream."""
 
     sock: socket.socket
     http: HttpHandler
@@ -109,6 +110,9 @@ class WireServer:
     _streams: set[trio.SocketStream] = attrs.Factory(set)
     _accepting: trio.CancelScope | None = None
     _handlers: trio.Nursery | None = None
+    #: The waits of HTTP connections for their next request.
+    _idle: set[trio.CancelScope] = attrs.Factory(set)
+    _stopping: bool = False
 
     @property
     def address(self) -> tuple[str, int]:
@@ -139,8 +143,15 @@ class WireServer:
             self.sock.close()
 
     def stop_accepting(self) -> None:
+        """Take no new connection or request: close the listener, and every
+        HTTP connection waiting for its next request (kept alive, or new),
+        which would otherwise hold `wait_closed` up for its keep-alive. A
+        request already in hand is answered, then its connection closed."""
+        self._stopping = True
         if self._accepting is not None:
             self._accepting.cancel()
+        for waiting in self._idle:
+            waiting.cancel()
 
     def abort_all(self) -> None:
         for stream in list(self._streams):
@@ -173,14 +184,17 @@ class WireServer:
 
     async def _serve_requests(self, stream: trio.SocketStream, client: tuple[str, int]) -> None:
         connection = h11.Connection(h11.SERVER)
-        while True:
+        while not self._stopping:
             event: Any = None
-            with trio.move_on_after(KEEP_ALIVE_TIMEOUT):
+            with trio.move_on_after(KEEP_ALIVE_TIMEOUT) as waiting:
+                self._idle.add(waiting)
                 try:
                     event = await _next_event(connection, stream)
                 except h11.RemoteProtocolError as error:
                     await _respond_error(connection, stream, error.error_status_hint, str(error))
                     return
+                finally:
+                    self._idle.discard(waiting)
             if not isinstance(event, h11.Request):
                 return  # idle too long, or the peer closed
             try:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
 
+import httpx
 import pytest
 import trio
 
@@ -128,3 +129,20 @@ async def test_a_connection_arriving_during_shutdown_is_closed_1001(
     assert code == 1001
     assert health.status_code == 503
     assert health.json() == {"status": "unavailable"}
+
+
+async def test_idle_http_connections_do_not_hold_up_shutdown(
+    start_server: Callable[..., Awaitable[ServerHandle]],
+) -> None:
+    # A scraper's kept-alive connection, and one that never sent a request,
+    # each used to hold the server until --shutdown-timeout ran out.
+    handle = await start_server(shutdown_timeout=60)
+    host, port = handle.server.address
+    async with httpx.AsyncClient(timeout=PATIENCE) as scraper:
+        assert (await scraper.get(f"http://{host}:{port}/metrics")).status_code == 200
+        silent = await trio.open_tcp_stream(host, port)
+
+        await handle.stop()  # fails the test if it takes over 15 s
+
+        assert await silent.receive_some() == b""  # closed by the server
+        assert handle.server.http.open_streams == 0
