@@ -49,8 +49,8 @@ class TokenSigner:
     def mint(self, user_id: str, *, ttl: float = 3600.0, now: float | None = None) -> str:
         """A token for `user_id` valid for `ttl` seconds."""
         check_id("user_id", user_id)
-        if isinstance(ttl, bool) or not isinstance(ttl, int | float) or not ttl > 0:
-            raise InvalidRequest(f"ttl must be a number of seconds > 0, got {ttl!r}")
+        if isinstance(ttl, bool) or not isinstance(ttl, int | float) or not 0 < ttl < math.inf:
+            raise InvalidRequest(f"ttl must be a finite number of seconds > 0, got {ttl!r}")
         # Rounded up: a token is never expired before `ttl` has passed.
         expires = math.ceil((time.time() if now is None else now) + ttl)
         payload = _b64(json.dumps({"sub": user_id, "exp": expires}, separators=(",", ":")).encode())

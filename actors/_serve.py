@@ -15,7 +15,7 @@ import trio
 from runtime import raise_if_alone
 
 from ._auth import TokenSigner
-from ._config import CoreConfig
+from ._config import CoreConfig, _seconds, _seconds_or_zero, _whole
 from ._core import Core, open_core
 from ._errors import InvalidRequest
 from ._wire import WireServer, open_listening_socket
@@ -37,15 +37,23 @@ def _whole_number(instance: object, attribute: attrs.Attribute[int], value: int)
         raise InvalidRequest(f"{attribute.name} must be a whole number >= 0, got {value!r}")
 
 
+def _port(instance: object, attribute: attrs.Attribute[int], value: int) -> None:
+    if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= 65535:
+        raise InvalidRequest(f"port must be a whole number from 0 to 65535, got {value!r}")
+
+
 @attrs.frozen(kw_only=True)
 class ServeOptions:
+    """How `serve` listens and serves; a bad value raises `InvalidRequest`
+    naming it, before anything listens."""
+
     host: str = "127.0.0.1"
-    port: int = 8765
+    port: int = attrs.field(default=8765, validator=_port)
     core: CoreConfig = attrs.Factory(CoreConfig)
     allowed_origins: tuple[str, ...] = ()
-    max_message_bytes: int = 1 << 20
-    write_timeout: float = 30.0
-    shutdown_timeout: float = 10.0
+    max_message_bytes: int = attrs.field(default=1 << 20, validator=_whole(1))
+    write_timeout: float = attrs.field(default=30.0, validator=_seconds)
+    shutdown_timeout: float = attrs.field(default=10.0, validator=_seconds_or_zero)
     #: See `tuned_gc`; 0 leaves Python's garbage collector as it is.
     gc_threshold: int = attrs.field(default=GC_THRESHOLD, validator=_whole_number)
 

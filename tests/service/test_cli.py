@@ -21,7 +21,7 @@ import trio
 from hypothesis import given
 from hypothesis import strategies as st
 
-from actors import CoreConfig, RunningServer, ServeOptions, TokenSigner, open_server
+from actors import CoreConfig, InvalidRequest, RunningServer, ServeOptions, TokenSigner, open_server
 from actors._auth import DEV_SECRET
 from actors.cli import SECRET_ENV, _build_parser, _LogFormatter, _serve_options, main
 
@@ -294,3 +294,40 @@ def test_every_serve_flag_reaches_the_options_it_names() -> None:
     )
     defaults = _serve_options(_build_parser().parse_args(["serve"]))
     assert defaults == ServeOptions()
+
+
+@pytest.mark.parametrize(
+    ("flags", "message"),
+    [
+        (["--port", "70000"], "port must be a whole number from 0 to 65535, got 70000"),
+        (["--port", "-1"], "port must be a whole number from 0 to 65535, got -1"),
+        (["--shutdown-timeout", "-1"], "shutdown_timeout must be a number of seconds >= 0"),
+        (["--shutdown-timeout", "nan"], "shutdown_timeout must be a number of seconds >= 0"),
+        (["--shutdown-timeout", "inf"], "shutdown_timeout must be a number of seconds >= 0"),
+        (["--write-timeout", "0"], "write_timeout must be a number of seconds > 0"),
+        (["--write-timeout", "nan"], "write_timeout must be a number of seconds > 0"),
+        (["--max-message-bytes", "0"], "max_message_bytes must be a whole number >= 1"),
+    ],
+)
+def test_a_bad_serve_flag_is_refused_before_anything_listens(
+    flags: list[str], message: str
+) -> None:
+    # A negative or NaN --shutdown-timeout used to be taken, and to crash
+    # the server on SIGTERM; --port 70000 failed with OverflowError.
+    args = _build_parser().parse_args(["serve", *flags])
+
+    with pytest.raises(InvalidRequest, match=re.escape(message)):
+        _serve_options(args)
+
+
+def test_serve_exits_2_naming_a_bad_flag(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["serve", "--dev", "--port", "70000"]) == 2
+    assert "port must be a whole number from 0 to 65535" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("ttl", ["inf", "nan", "0", "-5"])
+def test_token_refuses_a_ttl_that_is_not_a_finite_positive_number(
+    ttl: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["token", "alice", "--ttl", ttl]) == 2
+    assert "ttl must be a finite number of seconds > 0" in capsys.readouterr().err
