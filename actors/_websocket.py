@@ -224,8 +224,13 @@ class WireSocket:
         """A whole message from `event`, or None (a part, or a control frame)."""
         match event:
             case TextMessage() | BytesMessage():
-                self._parts.append(event.data)
-                self._size += len(event.data)
+                data = event.data
+                self._parts.append(data)
+                # The limit is in bytes, as they came: a str counts as its UTF-8.
+                if isinstance(data, str) and not data.isascii():
+                    self._size += len(data.encode())
+                else:
+                    self._size += len(data)
                 if self._size > self.max_message_bytes:
                     self._events.clear()
                     await self.close(

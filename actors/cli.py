@@ -76,7 +76,12 @@ _LIMIT_FLAGS: tuple[tuple[str, type, object, str], ...] = (
         _CORE.subscriber_queue,
         "events buffered per connection before it is closed 1013",
     ),
-    ("--max-message-bytes", int, 1 << 20, "largest accepted frame; larger closes 1009"),
+    (
+        "--max-message-bytes",
+        int,
+        1 << 20,
+        "largest accepted message in bytes (a text as UTF-8); larger closes 1009",
+    ),
     (
         "--write-timeout",
         float,

@@ -131,3 +131,20 @@ async def test_a_frame_over_the_size_limit_closes_the_connection_with_1009(
         await run(ws, "echo", "x" * 2000)
         assert await closed_with(ws) == 1009
     assert server.core.last_seq("alice") == 2
+
+
+async def test_the_size_limit_counts_the_bytes_of_a_text_not_its_characters(
+    start_server: Callable[..., Awaitable[ServerHandle]], mint: Callable[[str], str]
+) -> None:
+    server = (await start_server(max_message_bytes=1024)).server
+    fits, too_big = "é" * 450, "🙂" * 300  # 900 + 48 bytes; 300 characters, 1,200 + 48 bytes
+
+    def request(text: str) -> str:  # UTF-8 on the wire, not \u escapes
+        return json.dumps({"type": "run", "agent": "echo", "input": text}, ensure_ascii=False)
+
+    async with connect(server.url, mint("alice")) as ws:
+        await ws.send_message(request(fits))
+        assert [e["data"] for e in await read_until_ended(ws)][-1]["output"] == fits
+        await ws.send_message(request(too_big))
+        assert await closed_with(ws) == 1009
+    assert server.core.last_seq("alice") == 2
