@@ -48,7 +48,9 @@ class CoreConfig:
     which an idle engine is reaped. `engine_linger`: seconds an engine with
     no run stays awake before it hibernates (0: at once), so that a user's
     next run soon after finds it awake. `replay_window`: events kept per user
-    for resume. `replay_retention`: seconds a user's replay window is kept
+    for resume; `replay_bytes`: at most that much of their wire form (fewer
+    events if they are large, but always the newest), so that no user can
+    hold more memory than that. `replay_retention`: seconds a user's replay window is kept
     once they have no connection, no open run and no new event (it is
     dropped between that and twice that; their seq carries on).
     `seq_retention`: seconds the last seq of such a retired stream is
@@ -70,6 +72,7 @@ class CoreConfig:
     idle_timeout: float = attrs.field(default=300.0, validator=_seconds)
     engine_linger: float = attrs.field(default=10.0, validator=_seconds_or_zero)
     replay_window: int = attrs.field(default=1000, validator=_whole(1))
+    replay_bytes: int = attrs.field(default=1 << 20, validator=_whole(1))
     replay_retention: float = attrs.field(default=600.0, validator=_seconds)
     seq_retention: float = attrs.field(default=86_400.0, validator=_seconds)
     subscriber_queue: int = attrs.field(default=1000, validator=_whole(1))

@@ -179,6 +179,7 @@ async def open_core(
     async with open_actor_system(name="greenroom", registry=registry) as system:
         stream_books = StreamBooks(
             config.replay_window,
+            replay_bytes=config.replay_bytes,
             forget_after_sweeps=sweeps_in(config.seq_retention, config.replay_retention),
         )
         bridge_class = InlineBridgeActor if config.deliver_inline else BridgeActor

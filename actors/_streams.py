@@ -40,6 +40,8 @@ class _Stream:
     #: The newest events, as their wire form (a str holds no references,
     #: so the garbage collector never walks the window); the last is `last_seq`.
     replay: deque[str] | None = None
+    #: The characters (so bytes: the wire form is ASCII) in `replay`.
+    replay_size: int = 0
     #: The runs opened and not yet ended, by run id: their agents.
     open_runs: dict[str, str] | None = None
     subscribers: list[Subscriber] = attrs.Factory(list)
@@ -61,10 +63,12 @@ class StreamBooks:
     Guarantees, per user: `seq` starts at 1 and has no gaps; a run's events
     are numbered only between its opening and its one terminal event (later
     ones are dropped and counted); the replay window keeps the newest
-    `replay_window` events.
+    `replay_window` events, fewer if they would take more than
+    `replay_bytes` (but always the newest one).
     """
 
     replay_window: int
+    replay_bytes: int = 1 << 62
     #: Sweeps between two rotations of the retired seqs: a retired stream's
     #: last seq is forgotten at the second rotation after it retired.
     forget_after_sweeps: int = 1 << 62
@@ -156,9 +160,17 @@ class StreamBooks:
         event = Event(
             type=type, seq=stream.last_seq, user_id=user_id, run_id=run_id, ts=ts, data=data
         )
-        if stream.replay is None:
-            stream.replay = deque(maxlen=self.replay_window)
-        stream.replay.append(event.to_json())
+        wire = event.to_json()
+        replay = stream.replay
+        if replay is None:
+            replay = stream.replay = deque()
+        replay.append(wire)
+        size = stream.replay_size + len(wire)
+        window, most = self.replay_window, self.replay_bytes
+        if len(replay) > window or size > most:  # the newest one always stays
+            while len(replay) > 1 and (len(replay) > window or size > most):
+                size -= len(replay.popleft())
+        stream.replay_size = size
         self.events_by_type[type] += 1
         return event
 

@@ -59,6 +59,12 @@ _LIMIT_FLAGS: tuple[tuple[str, type, object, str], ...] = (
     ),
     ("--replay-window", int, _CORE.replay_window, "events kept per user for resume"),
     (
+        "--replay-bytes",
+        int,
+        _CORE.replay_bytes,
+        "most bytes of events kept per user for resume (fewer events if they are large)",
+    ),
+    (
         "--replay-retention",
         float,
         _CORE.replay_retention,
@@ -267,6 +273,7 @@ def _serve_options(args: argparse.Namespace) -> ServeOptions:
             idle_timeout=args.idle_timeout,
             engine_linger=args.engine_linger,
             replay_window=args.replay_window,
+            replay_bytes=args.replay_bytes,
             replay_retention=args.replay_retention,
             seq_retention=args.seq_retention,
             subscriber_queue=args.subscriber_queue,

@@ -131,6 +131,37 @@ async def test_the_replay_window_is_bounded_and_a_gap_stands_for_what_fell_out()
     assert from_end == []
 
 
+async def test_large_events_hold_the_replay_window_to_its_bytes_but_the_newest_stays() -> None:
+    async with open_core(CoreConfig(replay_window=1000, replay_bytes=20_000)) as core:
+        for n in range(6):
+            await core.submit("alice", "echo", str(n) * 6_000)  # two events of ~6 kB each
+        await wait_all_tasks_blocked()
+        await core.submit("alice", "echo", "y" * 30_000)  # each event alone past the bound
+        await wait_all_tasks_blocked()
+
+        async with core.subscribe("alice", after=0) as events:
+            replayed = drain(events)
+
+    # Only the newest event fits: it is kept; everything before is a gap.
+    assert replayed[0] == Gap(1, 13)
+    assert [(e.seq, e.type) for e in replayed[1:]] == [(14, "agent_completed")]
+    assert replayed[1].data["output"] == "y" * 30_000
+
+
+async def test_the_replay_window_keeps_the_newest_events_that_fit_its_bytes() -> None:
+    async with open_core(CoreConfig(replay_window=1000, replay_bytes=20_000)) as core:
+        for n in range(6):
+            await core.submit("alice", "echo", str(n) * 6_000)  # two events of ~6 kB each
+        await wait_all_tasks_blocked()
+
+        async with core.subscribe("alice", after=0) as events:
+            replayed = drain(events)
+
+    assert replayed[0] == Gap(1, 9)
+    assert [e.seq for e in replayed[1:]] == [10, 11, 12]
+    assert sum(len(e.to_json()) for e in replayed[1:]) <= 20_000
+
+
 def replay_gauges(core: Any) -> tuple[float | None, float | None]:
     registry = core.registry
     return (

@@ -57,6 +57,8 @@ def test_the_default_config_is_valid() -> None:
         ("engine_linger", "10", "a number of seconds >= 0"),
         ("replay_retention", 0, "a number of seconds > 0"),
         ("replay_window", 0, "a whole number >= 1"),
+        ("replay_bytes", 0, "a whole number >= 1"),
+        ("replay_bytes", 1.5, "a whole number >= 1"),
         ("subscriber_queue", 0, "a whole number >= 1"),
         ("deliver_inline", 1, "True or False"),
         ("deliver_inline", "yes", "True or False"),

@@ -30,11 +30,16 @@ class StreamBooksMachine(RuleBasedStateMachine):
 
     @initialize(
         window=st.integers(min_value=1, max_value=5),
+        # An event here takes about 100 to 130 characters.
+        replay_bytes=st.integers(min_value=1, max_value=600) | st.just(1 << 62),
         forget_after=st.integers(min_value=1, max_value=4),
     )
-    def start(self, window: int, forget_after: int) -> None:
+    def start(self, window: int, replay_bytes: int, forget_after: int) -> None:
         self.window = window
-        self.books = StreamBooks(window, forget_after_sweeps=forget_after)
+        self.replay_bytes = replay_bytes
+        self.books = StreamBooks(
+            window, replay_bytes=replay_bytes, forget_after_sweeps=forget_after
+        )
         # Rotations of the retired seqs: every `forget_after` sweeps; a seq
         # retired in rotation g is forgotten when rotation g + 2 begins.
         self.forget_after = forget_after
@@ -57,6 +62,21 @@ class StreamBooksMachine(RuleBasedStateMachine):
         self.quiet: dict[str, int] = {user: 0 for user in USERS}
         self.swept: dict[str, int] = {user: 0 for user in USERS}
         self.dropped_from_replay: dict[str, int] = {user: 0 for user in USERS}
+
+    def window_of(self, user: str) -> list[Event]:
+        """What the window holds: the newest events retirement left, at most
+        `window` of them and at most `replay_bytes` of wire form, but
+        always the newest one."""
+        kept = self.numbered[user][self.dropped_from_replay[user] :]
+        held: list[Event] = []
+        size = 0
+        for event in reversed(kept):
+            length = len(event.to_json())
+            if len(held) == self.window or (held and size + length > self.replay_bytes):
+                break
+            held.append(event)
+            size += length
+        return held[::-1]
 
     def touch(self, user: str) -> None:
         """The books make (or bring back) the user's stream."""
@@ -149,8 +169,7 @@ class StreamBooksMachine(RuleBasedStateMachine):
 
         gap, events = self.books.replay(user, after)
 
-        kept = self.numbered[user][self.dropped_from_replay[user] :]
-        held = kept[-self.window :]
+        held = self.window_of(user)
         assert events == [e for e in held if e.seq > after]
         held_seqs = {e.seq for e in held}
         missing = [seq for seq in range(after + 1, last + 1) if seq not in held_seqs]
@@ -244,9 +263,7 @@ class StreamBooksMachine(RuleBasedStateMachine):
 
     @invariant()
     def the_replay_held_is_what_retirement_left(self) -> None:
-        windows = [
-            min(self.window, len(self.numbered[u]) - self.dropped_from_replay[u]) for u in USERS
-        ]
+        windows = [len(self.window_of(u)) for u in USERS]
         assert self.books.replay_held == (sum(1 for n in windows if n), sum(windows))
 
     @invariant()

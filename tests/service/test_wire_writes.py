@@ -8,7 +8,7 @@ from __future__ import annotations
 import gc
 import json
 import socket
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import trio
@@ -16,7 +16,7 @@ import trio.testing
 import wsproto
 from wsproto.events import AcceptConnection, CloseConnection, Request, TextMessage
 
-from actors import Agent, Event, RunContext, RunningServer, TokenSigner
+from actors import Agent, CoreConfig, Event, RunContext, RunningServer, TokenSigner
 from actors._websocket import Handshake
 from actors._wire import (
     KEEP_ALIVE_TIMEOUT,
@@ -26,7 +26,7 @@ from actors._wire import (
     open_listening_socket,
 )
 
-from .kit import PATIENCE, connect, receive, run, serve_agents, wait_until
+from .kit import PATIENCE, ServerHandle, connect, receive, run, serve_agents, wait_until
 from .test_wire import _RawWebSocket
 
 
@@ -155,10 +155,12 @@ async def test_an_event_the_socket_took_only_part_of_arrives_whole_with_nothing_
 
 
 async def test_a_resume_while_a_frame_is_half_written_finishes_that_frame_first(
-    server: RunningServer, mint: Callable[[str], str]
+    start_server: Callable[..., Awaitable[ServerHandle]], mint: Callable[[str], str]
 ) -> None:
     """The old writer is cancelled in the middle of a big frame; the new one
     must send the rest of it before its replay, or the client reads garbage."""
+    # Room in the replay window for both 800 kB events.
+    server = (await start_server(core=CoreConfig(replay_bytes=4 << 20))).server
     host, port = server.address
     raw = socket.socket()
     raw.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
