@@ -3,6 +3,7 @@ served by Hypercorn's trio worker, as an embedder would write it."""
 
 from __future__ import annotations
 
+import json
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from functools import partial
@@ -16,7 +17,7 @@ from starlette.requests import Request
 from starlette.responses import PlainTextResponse
 from starlette.routing import Mount, Route
 
-from actors import GreenroomService, TokenSigner, open_core
+from actors import GreenroomService, ServiceSettings, TokenSigner, open_core
 
 from .kit import (
     assert_stream,
@@ -110,6 +111,24 @@ async def test_a_host_starlette_app_mounts_the_service_under_a_prefix(
     assert sample(samples, "greenroom_runs_total", agent="echo", outcome="completed") == 1
     # The host's lifespan ended the core when the server stopped.
     assert service.core is not None and service.core.closing
+
+
+async def test_a_mounted_service_closes_a_message_over_its_size_limit_with_1009(
+    signer: TokenSigner, mint: Callable[[str], str]
+) -> None:
+    service = GreenroomService(signer, ServiceSettings(max_message_bytes=1024))
+
+    def request(text: str) -> str:  # UTF-8 on the wire, not \u escapes
+        return json.dumps({"type": "run", "agent": "echo", "input": text}, ensure_ascii=False)
+
+    async with (
+        serve_host(host_app(service)) as (host, port),
+        connect(f"ws://{host}:{port}/agents/ws", mint("alice")) as ws,
+    ):
+        await ws.send_message(request("é" * 450))  # 900 bytes and the envelope
+        assert types_of(await read_until_ended(ws)) == ["agent_started", "agent_completed"]
+        await ws.send_message(request("🙂" * 300))  # 300 characters, 1,200 bytes
+        assert await closed_with(ws) == 1009
 
 
 async def test_a_mounted_service_still_refuses_a_bad_token(signer: TokenSigner) -> None:

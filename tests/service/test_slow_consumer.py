@@ -208,7 +208,7 @@ async def test_the_asgi_transport_wakes_its_write_watch_only_once_a_send_begins(
 
     websocket = WebSocket({"type": "websocket", "path": "/ws", "headers": []}, receive, send)
     await websocket.accept()
-    transport = AsgiTransport(websocket)
+    transport = AsgiTransport(websocket, max_message_bytes=1 << 20)
     woke_at: list[float] = []
 
     async def watch() -> None:
