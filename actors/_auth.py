@@ -49,10 +49,14 @@ class TokenSigner:
     def mint(self, user_id: str, *, ttl: float = 3600.0, now: float | None = None) -> str:
         """A token for `user_id` valid for `ttl` seconds."""
         check_id("user_id", user_id)
-        if isinstance(ttl, bool) or not isinstance(ttl, int | float) or not 0 < ttl < math.inf:
+        try:
+            seconds = float(ttl)  # a whole number too large for a float is not finite
+        except (TypeError, ValueError, OverflowError):
+            seconds = math.nan
+        if isinstance(ttl, bool) or not isinstance(ttl, int | float) or not 0 < seconds < math.inf:
             raise InvalidRequest(f"ttl must be a finite number of seconds > 0, got {ttl!r}")
         # Rounded up: a token is never expired before `ttl` has passed.
-        expires = math.ceil((time.time() if now is None else now) + ttl)
+        expires = math.ceil((time.time() if now is None else now) + seconds)
         payload = _b64(json.dumps({"sub": user_id, "exp": expires}, separators=(",", ":")).encode())
         return f"{_VERSION}.{payload}.{self._sign(payload)}"
 

@@ -140,12 +140,13 @@ class Event:
 
 
 def _finite(value: Any) -> Any:
-    """`value` with every float that is not finite replaced by its repr,
+    """`value` with every float that is not finite (a float subclass's too,
+    and as a dict key) replaced by its repr as a float ("inf", "nan"),
     through dicts, lists and tuples (a cycle raises `RecursionError`)."""
-    if type(value) is float:
-        return value if math.isfinite(value) else repr(value)
+    if isinstance(value, float):
+        return value if math.isfinite(value) else repr(float(value))
     if isinstance(value, dict):
-        return {key: _finite(item) for key, item in value.items()}
+        return {_finite(key): _finite(item) for key, item in value.items()}
     if isinstance(value, list | tuple):
         return [_finite(item) for item in value]
     return value

@@ -84,10 +84,22 @@ def _no_constant(name: str) -> Any:
     raise ValueError(f"{name} is not a JSON value")
 
 
+#: Past this, a number has no double: JSON readers such as JavaScript's
+#: make it Infinity.
+_DOUBLE_MAX = 2**1024
+
+
 def _finite(text: str) -> float:
     value = float(text)
     if not math.isfinite(value):
         raise ValueError(f"the number {text} is beyond what a double holds")
+    return value
+
+
+def _whole(text: str) -> int:
+    value = int(text)
+    if abs(value) >= _DOUBLE_MAX:
+        raise ValueError(f"a number of {len(text)} digits is beyond what a double holds")
     return value
 
 
@@ -98,7 +110,9 @@ def parse_request(text: str) -> Request:
     double (`1e999`), so nothing non-finite reaches an agent or an event.
     """
     try:
-        message = json.loads(text, parse_constant=_no_constant, parse_float=_finite)
+        message = json.loads(
+            text, parse_constant=_no_constant, parse_float=_finite, parse_int=_whole
+        )
     except RecursionError:
         raise ProtocolError(
             "invalid_json", "the frame nests arrays or objects deeper than a request may"

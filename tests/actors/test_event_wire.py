@@ -78,3 +78,19 @@ def test_floats_json_has_no_form_for_are_written_as_their_repr_wherever_they_are
         "steps": [1.5, "-inf", ["nan", 2]],
         "deep": {"x": "nan"},
     }
+
+
+class Float(float):
+    """A float of another type, as numpy's float64 is."""
+
+
+def test_a_float_subclass_or_a_dict_key_that_is_not_finite_is_written_as_its_repr_too() -> None:
+    data = {"output": Float("inf"), "keys": {math.nan: 1}}
+    event = Event(
+        type="agent_completed", seq=1, user_id="u", run_id="r", ts=Float("nan"), data=data
+    )
+
+    wire = _strict_loads(event.to_json())
+
+    assert wire["ts"] == "nan"
+    assert wire["data"] == {"output": "inf", "keys": {"nan": 1}}

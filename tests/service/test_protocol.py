@@ -70,6 +70,7 @@ def test_a_user_id_in_a_request_is_ignored() -> None:
         ('{"type": "run", "agent": "echo", "input": [Infinity]}', "invalid_json"),
         ('{"type": "run", "agent": "echo", "input": {"x": -Infinity}}', "invalid_json"),
         ('{"type": "run", "agent": "echo", "input": 1e999}', "invalid_json"),
+        ('{"type": "run", "agent": "echo", "input": 1' + "0" * 400 + "}", "invalid_json"),
         ('{"type": "run", "agent": "sleep", "input": {"seconds": -1e400}}', "invalid_json"),
         ('{"type": "ping", "x": ' + "[" * 100_000 + "]" * 100_000 + "}", "invalid_json"),
     ],
@@ -98,6 +99,12 @@ def test_the_detail_of_an_unknown_type_lists_the_accepted_ones() -> None:
 
 
 def test_numbers_a_double_holds_are_accepted_however_they_are_written() -> None:
-    frame = '{"type": "run", "agent": "echo", "input": [1e308, -2.5E-3, 0.0, 12]}'
+    frame = (
+        '{"type": "run", "agent": "echo", "input": [1e308, -2.5E-3, 0.0, 12, '
+        + str(2**1024 - 1)
+        + "]}"
+    )
 
-    assert parse_request(frame) == RunRequest("echo", [1e308, -0.0025, 0.0, 12], None)
+    request = parse_request(frame)
+
+    assert request == RunRequest("echo", [1e308, -0.0025, 0.0, 12, 2**1024 - 1], None)

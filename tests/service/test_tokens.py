@@ -180,3 +180,9 @@ def test_a_signer_accepts_its_secret_as_bytes_and_never_shows_it() -> None:
 
     assert TokenSigner(SECRET).verify(signer.mint("alice")) == "alice"
     assert SECRET not in repr(signer)
+
+
+@pytest.mark.parametrize("ttl", [0, -1, float("nan"), float("inf"), 10**400, True, "60"])
+def test_a_ttl_that_is_not_a_finite_positive_number_is_refused(ttl: object) -> None:
+    with pytest.raises(InvalidRequest, match="ttl must be a finite number of seconds > 0"):
+        TokenSigner(SECRET).mint("alice", ttl=ttl)  # type: ignore[arg-type]
