@@ -16,25 +16,12 @@ from trio.testing import wait_all_tasks_blocked
 
 from runtime import YIELD_EVERY, Actor, ActorRef, ActorStopped, RestartType, open_actor_system
 
-
-@attrs.frozen
-class Add:
-    n: int
-
-
-@attrs.frozen
-class Get:
-    pass
+from .kit import Add, Crash, Get
 
 
 @attrs.frozen
 class Fail:
     reason: str
-
-
-@attrs.frozen
-class Crash:
-    pass
 
 
 @attrs.frozen
