@@ -59,6 +59,13 @@ def _reason(text: str) -> str:
     return encoded[: _MAX_REASON - 3].decode(errors="ignore") + "..."
 
 
+def message_bytes(data: str | bytes | bytearray) -> int:
+    """A received message's size as it came on the wire: a text's UTF-8 bytes."""
+    if isinstance(data, str) and not data.isascii():
+        return len(data.encode())
+    return len(data)
+
+
 @attrs.define(eq=False)
 class SendWaits:
     """Wakes whoever waits for a send to begin (a connection's write watch,
@@ -224,13 +231,8 @@ class WireSocket:
         """A whole message from `event`, or None (a part, or a control frame)."""
         match event:
             case TextMessage() | BytesMessage():
-                data = event.data
-                self._parts.append(data)
-                # The limit is in bytes, as they came: a str counts as its UTF-8.
-                if isinstance(data, str) and not data.isascii():
-                    self._size += len(data.encode())
-                else:
-                    self._size += len(data)
+                self._parts.append(event.data)
+                self._size += message_bytes(event.data)
                 if self._size > self.max_message_bytes:
                     self._events.clear()
                     await self.close(

@@ -33,7 +33,7 @@ from ._connection import (
 )
 from ._errors import InvalidRequest
 from ._protocol import ProtocolError
-from ._websocket import Handshake, SendWaits
+from ._websocket import Handshake, SendWaits, message_bytes
 from ._wire import HttpRequest, HttpResponse
 
 if TYPE_CHECKING:
@@ -131,11 +131,7 @@ class AsgiTransport:
             return None
         text: str | None = message.get("text")
         received: str | bytes = text if text is not None else (message.get("bytes") or b"")
-        if isinstance(received, str) and not received.isascii():
-            size = len(received.encode())
-        else:
-            size = len(received)
-        if size > self.max_message_bytes:
+        if message_bytes(received) > self.max_message_bytes:
             limit = self.max_message_bytes
             await self.close(CLOSE_TOO_BIG, f"messages are limited to {limit} bytes")
             return None
