@@ -53,6 +53,16 @@ class Load:
         return self.users * self.runs_per_user
 
     @property
+    def asked_events_per_s(self) -> float | None:
+        """The most events a second this load can ask for: every user's sleep
+        runs back to back, with no time between one run's end and the next
+        one's start (which in truth costs a round trip each). None for echo
+        and calc, which ask again as soon as the server has answered."""
+        if self.agent != "sleep":
+            return None
+        return self.users * self.events_per_run / self.seconds
+
+    @property
     def jitter(self) -> float:
         """Upper bound of each user's random delay before its first run."""
         return self.seconds / self.steps if self.agent == "sleep" else 0.0

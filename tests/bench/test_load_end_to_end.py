@@ -44,3 +44,7 @@ def test_the_command_runs_both_servers_checks_every_event_and_reports_the_contra
     assert result["overhead_ratio"] > 0
     assert "(bare first)" in out and "(greenroom first)" in out
     assert plot.stat().st_size > 0
+    # 12 users asking for 4 events every 0.2 s cannot test 20,000 events/s.
+    assert result["asked_events_per_s"] == USERS * (STEPS + 2) / 0.2
+    assert result["targets_met"]["events_per_s"] is None
+    assert "not tested" in out
