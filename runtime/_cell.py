@@ -179,13 +179,10 @@ class _Cell:
         began = perf_counter()
         try:
             while True:
-                try:
-                    item = mailbox.get_nowait()
-                except trio.WouldBlock:
-                    item = _EMPTY
-                # Waits outside the `except` block, and holding no message:
-                # a parked actor keeps neither an exception and its
-                # traceback nor the last message (and its reply) alive.
+                # No exception when the mailbox runs dry, which it does at
+                # every wait; and a parked actor holds no message (nor its
+                # reply) alive: `item` is cleared before it waits.
+                item = mailbox.get_or(_EMPTY)
                 if item is _EMPTY:
                     if self.state == "stopping":
                         return

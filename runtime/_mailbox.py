@@ -20,6 +20,9 @@ from trio.lowlevel import Abort, ParkingLot, Task, current_task, reschedule, wai
 from ._exceptions import ActorStopped, MailboxFull
 from ._timers import call_at, cancel_call
 
+#: What `get_nowait` asks `get_or` to return for an empty mailbox.
+_NOTHING = object()
+
 
 def _positive(instance: object, attribute: attrs.Attribute[int], value: int) -> None:
     if not isinstance(value, int) or isinstance(value, bool) or value < 1:
@@ -94,9 +97,18 @@ class Mailbox:
 
     def get_nowait(self) -> Any:
         """Take the oldest item; raise `trio.WouldBlock` if there is none."""
+        item = self.get_or(_NOTHING)
+        if item is _NOTHING:
+            raise trio.WouldBlock
+        return item
+
+    def get_or(self, empty: Any) -> Any:
+        """Take the oldest item, or return `empty` if there is none: what an
+        actor's loop asks after every message, without the exception that
+        `get_nowait` would raise each time the mailbox runs dry."""
         items = self._items
         if not items:
-            raise trio.WouldBlock
+            return empty
         item = items.popleft()
         if self._senders:
             self._senders.unpark()

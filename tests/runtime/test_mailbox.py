@@ -185,3 +185,28 @@ def test_a_closed_mailbox_refuses_new_messages_but_keeps_the_queued_ones() -> No
     assert mailbox.take_all() == ["b"]
     with pytest.raises(trio.WouldBlock):
         mailbox.get_nowait()
+
+
+def test_get_or_takes_the_oldest_item_and_returns_the_marker_when_empty() -> None:
+    mailbox = Mailbox(4, "inbox")
+    empty = object()
+    mailbox.put_nowait("a")
+    mailbox.put_nowait("b")
+
+    assert mailbox.get_or(empty) == "a"
+    assert mailbox.get_or(empty) == "b"
+    assert mailbox.get_or(empty) is empty
+    assert len(mailbox) == 0
+
+
+async def test_get_or_makes_room_for_a_sender_waiting_on_a_full_mailbox() -> None:
+    mailbox = Mailbox(1, "inbox")
+    mailbox.put_nowait("first")
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(mailbox.put, "second")
+        await wait_all_tasks_blocked()
+
+        assert mailbox.get_or(None) == "first"
+        await wait_all_tasks_blocked()
+
+        assert mailbox.get_or(None) == "second"
