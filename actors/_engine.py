@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import time
 from collections import deque
+from collections.abc import Awaitable
 from typing import Any, Literal
 
 import attrs
@@ -163,8 +164,9 @@ class _RunEmitter:
         self.user_id = user_id
         self.run_id = run_id
 
-    async def __call__(self, type: str, data: dict[str, Any]) -> None:
-        await self.bridge.send(Emit(self.user_id, self.run_id, type, data, time.time()))
+    def __call__(self, type: str, data: dict[str, Any]) -> Awaitable[None]:
+        # The bridge's send itself is the awaitable: no frame of our own per event.
+        return self.bridge.send(Emit(self.user_id, self.run_id, type, data, time.time()))
 
 
 class EngineActor(Actor[Any]):
