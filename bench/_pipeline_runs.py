@@ -21,6 +21,7 @@ from typing import Any, Final
 
 import attrs
 import trio
+import trio.testing
 
 import actors
 import runtime
@@ -263,10 +264,14 @@ VARIANTS: Final[dict[str, Callable[[Workload], Awaitable[Result]]]] = {
 }
 
 
-def measure(variant: str, work: Workload) -> Result:
-    """One round of `variant` ("bare" or "core") in a trio run of its own."""
+def measure(variant: str, work: Workload, *, virtual_clock: bool = False) -> Result:
+    """One round of `variant` ("bare" or "core") in a trio run of its own;
+    with `virtual_clock`, on a clock that jumps to the next deadline whenever
+    every task waits, so that the same work is scheduled the same way in
+    every run."""
     gc.collect()
-    return trio.run(VARIANTS[variant], work)
+    clock = trio.testing.MockClock(autojump_threshold=0) if virtual_clock else None
+    return trio.run(VARIANTS[variant], work, clock=clock)
 
 
 def _result(work: Workload, tally: Tally, users: list[User]) -> Result:

@@ -2,6 +2,7 @@
 
     python -m bench.pipeline [--users N] [--runs-per-user M] [--seconds S]
                              [--steps K] [--quick] [--json] [--repeat R]
+                             [--virtual-clock]
 
 `bench.load` prices greenroom end to end over real WebSockets, but most of
 the server CPU per event it reports, greenroom's and the bare server's
@@ -54,6 +55,20 @@ CPU per event over the bare one's within each round, the median of those:
 what the runtime itself multiplies the cost of an event by. With S = 1 and
 K = 20, the N users ask for N * 22 events/s. Lost or misordered events, or
 runs that ended in agent_error, are reported and make the exit status 1.
+
+With --virtual-clock each round runs on trio's MockClock with an autojump
+threshold of 0: whenever every task waits, time jumps to the next deadline.
+No run ever waits for real time, so wall time and events/s say only how
+fast the CPU got through the work, and neither variant is ever "saturated";
+but the same work is scheduled the same way in every run, so a count of
+instructions is repeatable (to about 0.1 % here, where CPU time moves by
+half as much again from one second to the next):
+
+    valgrind --tool=callgrind --callgrind-out-file=/dev/null \
+        python -m bench.pipeline --virtual-clock --quick --repeat 1
+
+prints the same total, for the same build, run after run; two builds
+compared that way differ by what the core's changes cost.
 """
 
 from __future__ import annotations
@@ -87,15 +102,15 @@ LABELS = {"bare": "bare trio tasks, no runtime", "core": "greenroom core"}
 FAULTS = ("events_lost", "users_short", "misordered", "runs_failed")
 
 
-def run(work: Workload, repeat: int) -> dict[str, list[Result]]:
+def run(work: Workload, repeat: int, virtual_clock: bool = False) -> dict[str, list[Result]]:
     """`repeat` rounds of every variant, interleaved; each variant's results."""
     _report.progress("warming up")
     for variant in VARIANTS:
-        measure(variant, WARM_UP)
+        measure(variant, WARM_UP, virtual_clock=virtual_clock)
     found: dict[str, list[Result]] = {variant: [] for variant in VARIANTS}
     for number in range(1, repeat + 1):
         for variant in VARIANTS:
-            result = measure(variant, work.with_seed(number))
+            result = measure(variant, work.with_seed(number), virtual_clock=virtual_clock)
             found[variant].append(result)
             _report.progress(
                 f"[{number}/{repeat}] {variant}: {result['events']:,.0f} events in "
@@ -106,13 +121,14 @@ def run(work: Workload, repeat: int) -> dict[str, list[Result]]:
     return found
 
 
-def summarize(found: dict[str, list[Result]]) -> dict[str, Any]:
-    """Medians per variant, fault counts summed over rounds, and the ratio."""
+def summarize(found: dict[str, list[Result]], virtual_clock: bool = False) -> dict[str, Any]:
+    """Medians per variant, fault counts summed over rounds, and the ratio.
+    On a virtual clock nothing waits for time, so nothing is saturated."""
     summary: dict[str, Any] = {}
     for variant, results in found.items():
         medians = {key: _report.median(r[key] for r in results) for key in results[0]}
         medians.update({key: sum(r[key] for r in results) for key in FAULTS})
-        medians["saturated"] = medians["cpu_share"] > SATURATED_SHARE
+        medians["saturated"] = not virtual_clock and medians["cpu_share"] > SATURATED_SHARE
         summary[variant] = medians
     ratios = [
         core["cpu_us_per_event"] / bare["cpu_us_per_event"]
@@ -159,6 +175,9 @@ def main(argv: list[str] | None = None) -> int:
                      help="a sleep run's length (default %(default)s)")  # fmt: skip
     cli.add_argument("--steps", type=_report.positive_int, default=DEFAULT_STEPS, metavar="K",
                      help="agent_thinking events per run (default %(default)s)")  # fmt: skip
+    cli.add_argument("--virtual-clock", action="store_true",
+                     help="run on a clock that jumps whenever every task waits: the same "
+                     "scheduling every run, for counting instructions")  # fmt: skip
     args = cli.parse_args(argv)
     if not 0 < args.seconds <= 60:
         cli.error(f"--seconds must be within (0, 60], got {args.seconds}")
@@ -178,8 +197,8 @@ def main(argv: list[str] | None = None) -> int:
         f"{json.dumps(work.input)}, {work.events_per_run} events a run (asks ~{asked:,.0f} "
         f"events/s), {repeat} round(s)"
     )
-    found = run(work, repeat)
-    summary = summarize(found)
+    found = run(work, repeat, args.virtual_clock)
+    summary = summarize(found, args.virtual_clock)
     wall = time.perf_counter() - started
     core, bare, ratio = summary["core"], summary["bare"], summary["core_vs_bare_cpu_ratio"]
     faults = {
@@ -191,7 +210,7 @@ def main(argv: list[str] | None = None) -> int:
         f"greenroom pipeline benchmark, {timestamp}: {work.users:,} users x "
         f"{work.runs_per_user} runs of sleep {json.dumps(work.input)} "
         f"({work.events_per_run} events a run), in process, no sockets, "
-        f"medians of {repeat} round(s)"
+        f"medians of {repeat} round(s)" + (", virtual clock" if args.virtual_clock else "")
     )
     print()
     _report.print_table(
@@ -223,6 +242,7 @@ def main(argv: list[str] | None = None) -> int:
             "wall_seconds": round(wall, 2),
             "quick": bool(args.quick),
             "repeat": repeat,
+            "virtual_clock": bool(args.virtual_clock),
             **_report.environment("trio", "attrs"),
             "workload": attrs.asdict(work, filter=lambda a, _: a.name != "seed"),
             "events_per_run": work.events_per_run,

@@ -37,3 +37,19 @@ def test_the_command_reports_both_variants_with_no_events_lost(
         assert result[variant]["events"] == 5 * 1 * (2 + 2)
         assert result[variant]["events_lost"] == 0
     assert result["core_vs_bare_cpu_ratio"] > 0
+
+
+def test_on_a_virtual_clock_runs_of_a_minute_take_no_real_minute_and_nothing_is_saturated(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    argv = ["--users", "5", "--runs-per-user", "2", "--seconds", "60", "--steps", "3"]
+    status = pipeline.main([*argv, "--repeat", "1", "--json", "--virtual-clock"])
+    result = json.loads(capsys.readouterr().out.splitlines()[-1])
+    assert status == 0
+    assert result["virtual_clock"] is True
+    for variant in ("bare", "core"):
+        assert result[variant]["events"] == 5 * 2 * (3 + 2)
+        assert result[variant]["misordered"] == 0
+        # Two runs of 60 s one after the other, done without waiting for them.
+        assert result[variant]["wall_s"] < 60
+        assert result[variant]["saturated"] is False
