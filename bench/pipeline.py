@@ -2,7 +2,7 @@
 
     python -m bench.pipeline [--users N] [--runs-per-user M] [--seconds S]
                              [--steps K] [--quick] [--json] [--repeat R]
-                             [--virtual-clock]
+                             [--virtual-clock] [--variant core|bare]
 
 `bench.load` prices greenroom end to end over real WebSockets, but most of
 the server CPU per event it reports, greenroom's and the bare server's
@@ -68,7 +68,10 @@ half as much again from one second to the next):
         python -m bench.pipeline --virtual-clock --quick --repeat 1
 
 prints the same total, for the same build, run after run; two builds
-compared that way differ by what the core's changes cost.
+compared that way differ by what the core's changes cost. `--variant core`
+(or `bare`) runs that variant alone, so that a count is the core's own:
+the difference between two sizes (say --runs-per-user 1 and 3) leaves out
+start-up and warm-up and counts the runs alone.
 """
 
 from __future__ import annotations
@@ -102,14 +105,19 @@ LABELS = {"bare": "bare trio tasks, no runtime", "core": "greenroom core"}
 FAULTS = ("events_lost", "users_short", "misordered", "runs_failed")
 
 
-def run(work: Workload, repeat: int, virtual_clock: bool = False) -> dict[str, list[Result]]:
-    """`repeat` rounds of every variant, interleaved; each variant's results."""
+def run(
+    work: Workload,
+    repeat: int,
+    virtual_clock: bool = False,
+    variants: tuple[str, ...] = VARIANTS,
+) -> dict[str, list[Result]]:
+    """`repeat` rounds of each of `variants`, interleaved; each one's results."""
     _report.progress("warming up")
-    for variant in VARIANTS:
+    for variant in variants:
         measure(variant, WARM_UP, virtual_clock=virtual_clock)
-    found: dict[str, list[Result]] = {variant: [] for variant in VARIANTS}
+    found: dict[str, list[Result]] = {variant: [] for variant in variants}
     for number in range(1, repeat + 1):
-        for variant in VARIANTS:
+        for variant in variants:
             result = measure(variant, work.with_seed(number), virtual_clock=virtual_clock)
             found[variant].append(result)
             _report.progress(
@@ -122,8 +130,9 @@ def run(work: Workload, repeat: int, virtual_clock: bool = False) -> dict[str, l
 
 
 def summarize(found: dict[str, list[Result]], virtual_clock: bool = False) -> dict[str, Any]:
-    """Medians per variant, fault counts summed over rounds, and the ratio.
-    On a virtual clock nothing waits for time, so nothing is saturated."""
+    """Medians per variant, fault counts summed over rounds, and the ratio
+    (None unless both variants ran). On a virtual clock nothing waits for
+    time, so nothing is saturated."""
     summary: dict[str, Any] = {}
     for variant, results in found.items():
         medians = {key: _report.median(r[key] for r in results) for key in results[0]}
@@ -132,16 +141,16 @@ def summarize(found: dict[str, list[Result]], virtual_clock: bool = False) -> di
         summary[variant] = medians
     ratios = [
         core["cpu_us_per_event"] / bare["cpu_us_per_event"]
-        for core, bare in zip(found["core"], found["bare"], strict=True)
+        for core, bare in zip(found.get("core", ()), found.get("bare", ()), strict=False)
     ]
     summary["ratios"] = ratios
-    summary["core_vs_bare_cpu_ratio"] = _report.median(ratios)
+    summary["core_vs_bare_cpu_ratio"] = _report.median(ratios) if ratios else None
     return summary
 
 
-def _rows(summary: dict[str, Any]) -> list[list[Any]]:
+def _rows(summary: dict[str, Any], variants: tuple[str, ...]) -> list[list[Any]]:
     rows: list[list[Any]] = []
-    for variant in VARIANTS:
+    for variant in variants:
         m = summary[variant]
         rows.append([
             LABELS[variant], int(m["events"]), m["wall_s"], m["events_per_s"],
@@ -178,6 +187,8 @@ def main(argv: list[str] | None = None) -> int:
     cli.add_argument("--virtual-clock", action="store_true",
                      help="run on a clock that jumps whenever every task waits: the same "
                      "scheduling every run, for counting instructions")  # fmt: skip
+    cli.add_argument("--variant", choices=VARIANTS,
+                     help="run this variant alone (default: both, and their ratio)")  # fmt: skip
     args = cli.parse_args(argv)
     if not 0 < args.seconds <= 60:
         cli.error(f"--seconds must be within (0, 60], got {args.seconds}")
@@ -197,13 +208,14 @@ def main(argv: list[str] | None = None) -> int:
         f"{json.dumps(work.input)}, {work.events_per_run} events a run (asks ~{asked:,.0f} "
         f"events/s), {repeat} round(s)"
     )
-    found = run(work, repeat, args.virtual_clock)
+    variants = (args.variant,) if args.variant else VARIANTS
+    found = run(work, repeat, args.virtual_clock, variants)
     summary = summarize(found, args.virtual_clock)
     wall = time.perf_counter() - started
-    core, bare, ratio = summary["core"], summary["bare"], summary["core_vs_bare_cpu_ratio"]
+    core, bare, ratio = summary.get("core"), summary.get("bare"), summary["core_vs_bare_cpu_ratio"]
     faults = {
         variant: {key: int(summary[variant][key]) for key in FAULTS if summary[variant][key]}
-        for variant in VARIANTS
+        for variant in variants
     }
 
     print(
@@ -216,16 +228,16 @@ def main(argv: list[str] | None = None) -> int:
     _report.print_table(
         ["variant", "events", "wall s", "events/s", "CPU µs/event", "CPU/core", "saturated",
          "lost", "failed runs"],
-        _rows(summary),
+        _rows(summary, variants),
     )  # fmt: skip
-    print()
-    spread = f"{min(summary['ratios']):.2f} .. {max(summary['ratios']):.2f}"
-    print(
-        f"core_vs_bare_cpu_ratio (CPU per event, core / bare) = "
-        f"{core['cpu_us_per_event']:.1f} / {bare['cpu_us_per_event']:.1f} µs = {ratio:.2f}x "
-        f"(per round {spread})"
-    )
-    for variant in VARIANTS:
+    if core is not None and bare is not None:
+        spread = f"{min(summary['ratios']):.2f} .. {max(summary['ratios']):.2f}"
+        print(
+            f"\ncore_vs_bare_cpu_ratio (CPU per event, core / bare) = "
+            f"{core['cpu_us_per_event']:.1f} / {bare['cpu_us_per_event']:.1f} µs = {ratio:.2f}x "
+            f"(per round {spread})"
+        )
+    for variant in variants:
         if summary[variant]["saturated"]:
             print(
                 f"note: {variant} was saturated (CPU above {SATURATED_SHARE:.0%} of a core): "
@@ -246,12 +258,13 @@ def main(argv: list[str] | None = None) -> int:
             **_report.environment("trio", "attrs"),
             "workload": attrs.asdict(work, filter=lambda a, _: a.name != "seed"),
             "events_per_run": work.events_per_run,
-            "core_cpu_us_per_event": _rounded(core["cpu_us_per_event"]),
-            "bare_cpu_us_per_event": _rounded(bare["cpu_us_per_event"]),
-            "core_vs_bare_cpu_ratio": _rounded(ratio),
+            "variants": list(variants),
+            "core_cpu_us_per_event": _rounded(core["cpu_us_per_event"]) if core else None,
+            "bare_cpu_us_per_event": _rounded(bare["cpu_us_per_event"]) if bare else None,
+            "core_vs_bare_cpu_ratio": _rounded(ratio) if ratio is not None else None,
             "faults": faults,
-            "core": _clean(core),
-            "bare": _clean(bare),
+            "core": _clean(core) if core else None,
+            "bare": _clean(bare) if bare else None,
             "samples": {
                 variant: {key: [_rounded(r[key]) for r in results] for key in results[0]}
                 for variant, results in found.items()

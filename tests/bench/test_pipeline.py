@@ -53,3 +53,18 @@ def test_on_a_virtual_clock_runs_of_a_minute_take_no_real_minute_and_nothing_is_
         # Two runs of 60 s one after the other, done without waiting for them.
         assert result[variant]["wall_s"] < 60
         assert result[variant]["saturated"] is False
+
+
+def test_one_variant_can_run_alone_and_then_there_is_no_ratio(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    argv = ["--users", "5", "--runs-per-user", "1", "--seconds", "0.05", "--steps", "2"]
+    status = pipeline.main([*argv, "--repeat", "1", "--json", "--variant", "core"])
+    out = capsys.readouterr().out
+    result = json.loads(out.splitlines()[-1])
+    assert status == 0
+    assert result["variants"] == ["core"]
+    assert result["core"]["events"] == 5 * 1 * (2 + 2)
+    assert result["bare"] is None
+    assert result["core_vs_bare_cpu_ratio"] is None
+    assert "bare trio tasks" not in out and "core_vs_bare_cpu_ratio (" not in out
