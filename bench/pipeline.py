@@ -139,10 +139,12 @@ def summarize(found: dict[str, list[Result]], virtual_clock: bool = False) -> di
         medians.update({key: sum(r[key] for r in results) for key in FAULTS})
         medians["saturated"] = not virtual_clock and medians["cpu_share"] > SATURATED_SHARE
         summary[variant] = medians
-    ratios = [
-        core["cpu_us_per_event"] / bare["cpu_us_per_event"]
-        for core, bare in zip(found.get("core", ()), found.get("bare", ()), strict=False)
-    ]
+    ratios: list[float] = []
+    if "core" in found and "bare" in found:
+        ratios = [
+            core["cpu_us_per_event"] / bare["cpu_us_per_event"]
+            for core, bare in zip(found["core"], found["bare"], strict=True)
+        ]
     summary["ratios"] = ratios
     summary["core_vs_bare_cpu_ratio"] = _report.median(ratios) if ratios else None
     return summary
