@@ -13,8 +13,9 @@ from ._exceptions import (
 )
 from ._mailbox import Mailbox
 from ._metrics import ActorCollector
+from ._restart import ChildSpec, RestartBook, RestartIntensity, RestartType
 from ._stats import ActorStatistics, KindStatistics, SystemStatistics
-from ._supervisor import ChildSpec, RestartBook, RestartIntensity, RestartType, Supervisor
+from ._supervisor import Supervisor
 from ._system import ActorSystem, open_actor_system
 from ._timers import sleep, sleep_until
 

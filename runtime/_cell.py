@@ -17,7 +17,8 @@ from ._mailbox import Mailbox
 from ._stats import ActorStatistics, KindBooks
 
 if TYPE_CHECKING:
-    from ._supervisor import ChildSpec, Supervisor
+    from ._restart import ChildSpec
+    from ._supervisor import Supervisor
 
 
 @attrs.define(eq=False, slots=True)

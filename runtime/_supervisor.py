@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-import enum
 import logging
 import math
-from collections import deque
 from collections.abc import Callable, Iterable
 from typing import Any, TypeVar
 
@@ -16,6 +14,7 @@ from ._actor import Actor, ActorRef
 from ._cell import _Cell, _Pacer
 from ._exceptions import RestartIntensityExceeded
 from ._mailbox import Mailbox
+from ._restart import ChildSpec, RestartBook, RestartIntensity, RestartType, _Verdict
 from ._stats import KindBooks
 
 log = logging.getLogger("runtime")
@@ -24,71 +23,6 @@ log = logging.getLogger("runtime")
 CONCURRENT_STOPS = 256
 
 A = TypeVar("A", bound=Actor[Any])
-
-
-class RestartType(enum.Enum):
-    """When a supervisor restarts a child (OTP's restart types).
-
-    `PERMANENT`: after a crash and after a normal exit (`Actor.stop()`).
-    `TRANSIENT`: after a crash only. `TEMPORARY`: never.
-    A child stopped from outside (`ActorRef.stop()`, shutdown) is never restarted.
-    """
-
-    PERMANENT = "permanent"
-    TRANSIENT = "transient"
-    TEMPORARY = "temporary"
-
-
-def _non_negative_int(instance: object, attribute: attrs.Attribute[int], value: int) -> None:
-    if not isinstance(value, int) or isinstance(value, bool) or value < 0:
-        raise ValueError(f"{attribute.name} must be a whole number >= 0, got {value!r}")
-
-
-def _positive_number(instance: object, attribute: attrs.Attribute[float], value: float) -> None:
-    if not isinstance(value, int | float) or isinstance(value, bool) or not value > 0:
-        raise ValueError(f"{attribute.name} must be a number > 0, got {value!r}")
-
-
-@attrs.frozen(kw_only=True)
-class RestartIntensity:
-    """At most `max_restarts` restarts within any `window` seconds; one more escalates."""
-
-    max_restarts: int = attrs.field(default=3, validator=_non_negative_int)
-    window: float = attrs.field(default=5.0, validator=_positive_number)
-
-
-@attrs.define(eq=False)
-class RestartBook:
-    """The restart-intensity rule, without I/O: may one more restart happen now?"""
-
-    intensity: RestartIntensity
-    _times: deque[float] = attrs.Factory(deque)
-
-    def allow(self, now: float) -> bool:
-        """Record a restart at `now`; False when that exceeds the intensity."""
-        times = self._times
-        times.append(now)
-        while times and times[0] <= now - self.intensity.window:
-            times.popleft()
-        return len(times) <= self.intensity.max_restarts
-
-    def reset(self) -> None:
-        self._times.clear()
-
-
-@attrs.frozen(kw_only=True)
-class ChildSpec:
-    """How a supervisor makes, restarts and stops one child."""
-
-    factory: Callable[[], Actor[Any]]
-    restart: RestartType = RestartType.PERMANENT
-    grace: float = attrs.field(default=5.0, validator=_positive_number)
-
-
-class _Verdict(enum.Enum):
-    RESTART = enum.auto()
-    STOP = enum.auto()
-    ESCALATE = enum.auto()
 
 
 @attrs.define(eq=False, slots=True)

@@ -13,8 +13,9 @@ from prometheus_client import CollectorRegistry
 from ._actor import Actor, ActorRef
 from ._exceptions import RestartIntensityExceeded, raise_if_alone
 from ._metrics import ActorCollector
+from ._restart import RestartIntensity, RestartType
 from ._stats import SystemStatistics
-from ._supervisor import RestartIntensity, RestartType, Supervisor, SystemBooks
+from ._supervisor import Supervisor, SystemBooks
 
 A = TypeVar("A", bound=Actor[Any])
 
