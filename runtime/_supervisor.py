@@ -50,6 +50,11 @@ def _one_error(error: BaseException) -> BaseException:
     return error
 
 
+def _starts_dormant(actor: Actor[Any]) -> bool:
+    """A hibernating actor with nothing to run before its first message."""
+    return type(actor).hibernate and type(actor).on_start is Actor.on_start
+
+
 @attrs.define(eq=False)
 class Supervisor:
     """Owns a nursery; starts, restarts and stops its children.
@@ -106,6 +111,47 @@ class Supervisor:
         nursery = self._open_nursery()
         spec = ChildSpec(factory=factory, restart=restart, grace=grace)
         actor = factory()
+        dormant = _starts_dormant(actor)
+        cell = self._enlist(actor, spec, name, mailbox_capacity, monitor, dormant=dormant)
+        if not dormant:
+            await nursery.start(self._activation, cell)
+        return ActorRef(cell)
+
+    def spawn_dormant(
+        self,
+        factory: Callable[[], A],
+        *,
+        name: str | None = None,
+        restart: RestartType = RestartType.PERMANENT,
+        grace: float = 5.0,
+        mailbox_capacity: int | None = None,
+        monitor: ActorRef[Any] | None = None,
+    ) -> ActorRef[Any]:
+        """`spawn` for a hibernating actor with no `on_start` of its own,
+        which starts dormant: nothing to wait for, so this never yields.
+        Raises `TypeError`, having created nothing, for any other actor."""
+        self._open_nursery()
+        spec = ChildSpec(factory=factory, restart=restart, grace=grace)
+        actor = factory()
+        if not _starts_dormant(actor):
+            raise TypeError(
+                f"{type(actor).__name__} does not start dormant (it does not hibernate, "
+                "or has an on_start); use spawn"
+            )
+        return ActorRef(self._enlist(actor, spec, name, mailbox_capacity, monitor, dormant=True))
+
+    def _enlist(
+        self,
+        actor: Actor[Any],
+        spec: ChildSpec,
+        name: str | None,
+        mailbox_capacity: int | None,
+        monitor: ActorRef[Any] | None,
+        *,
+        dormant: bool,
+    ) -> _Cell:
+        """A cell for the new `actor` among this supervisor's children;
+        a dormant one gets its first task from its first message."""
         kind = type(actor).kind or type(actor).__name__
         name = name or self.books.next_name(kind)
         cell = _Cell(
@@ -120,15 +166,11 @@ class Supervisor:
         cell.adopt(actor)
         cell.books.enlist(cell)
         self._children[cell] = None
-        if type(actor).hibernate and type(actor).on_start is Actor.on_start:
-            # Nothing to run before its first message: it starts dormant,
-            # and that message gives it its first task.
+        if dormant:
             actor._cell = cell
             cell.state = "dormant"
             cell.mailbox.on_arrival = cell.wake
-        else:
-            await nursery.start(self._activation, cell)
-        return ActorRef(cell)
+        return cell
 
     async def start_supervisor(
         self,

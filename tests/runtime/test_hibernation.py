@@ -6,6 +6,7 @@ from functools import partial
 from typing import Any
 
 import attrs
+import pytest
 import trio
 from trio.testing import wait_all_tasks_blocked
 
@@ -95,6 +96,39 @@ async def test_a_hibernating_actor_without_on_start_is_spawned_dormant_without_a
         assert await ref.ask(Add(2)) == 2  # its first message gives it its first task
         assert spawned.count == 1
         trio.lowlevel.remove_instrument(spawned)
+
+
+async def test_spawn_dormant_enlists_a_dormant_child_without_yielding() -> None:
+    spawned = Spawned()
+    async with open_actor_system() as system:
+        supervisor = await system.start_supervisor("sleepers")
+        trio.lowlevel.add_instrument(spawned)
+        with trio.CancelScope() as scope:
+            scope.cancel()  # any checkpoint in spawn_dormant would raise here
+            ref = supervisor.spawn_dormant(Sleeper, name="sleeper")
+        assert supervisor.children == [ref]
+        assert (spawned.count, ref.statistics().state) == (0, "dormant")
+
+        assert await ref.ask(Add(3)) == 3  # its first message gives it its first task
+        assert spawned.count == 1
+        trio.lowlevel.remove_instrument(spawned)
+
+
+class Awake(Actor[Any]):
+    async def handle(self, message: Any) -> Any:
+        return message
+
+
+async def test_spawn_dormant_refuses_an_actor_that_must_start_awake_and_creates_nothing() -> None:
+    async with open_actor_system() as system:
+        supervisor = await system.start_supervisor("sleepers")
+
+        for factory in (Awake, SleeperWithStart):
+            with pytest.raises(TypeError, match=f"{factory.__name__} does not start dormant"):
+                supervisor.spawn_dormant(factory)
+
+        assert supervisor.children == []
+        assert "Awake" not in system.statistics().kinds
 
 
 class SleeperWithStart(Sleeper):
