@@ -10,7 +10,7 @@ from typing import Any, Literal
 import attrs
 import trio
 
-from runtime import Actor, ActorRef, ActorStopped, MailboxFull
+from runtime import LATER, Actor, ActorRef, ActorStopped, MailboxFull
 
 from ._agents import AgentRegistry, RunContext
 from ._bridge import Emit, OpenRun
@@ -69,6 +69,11 @@ class EngineRules:
             if record.run_id == run_id:
                 return record
         return None
+
+    def starts(self, run_id: str) -> bool:
+        """Whether a new run `run_id` would start at once (not queued,
+        rejected, nor a duplicate)."""
+        return self.running < self.max_running and self._live(run_id) is None
 
     def admit(self, record: RunRecord) -> Admission:
         """Decide for a new run; raises `DuplicateRun` and changes nothing."""
@@ -188,6 +193,22 @@ class EngineActor(Actor[Any]):
         self.env = env
         self.rules = EngineRules(env.max_running, env.max_queued)
         self.hibernate_after = env.linger  # per core, not per class
+
+    def answer_now(self, message: Any) -> Any:
+        """A run that starts at once, while this engine is idle: started in
+        the asker's task. One to queue or reject, or a bridge with no room
+        for its opening, is left to `handle`."""
+        if type(message) is not Submit or not self.rules.starts(message.ctx.run_id):
+            return LATER
+        record = RunRecord(message.ctx, message.agent, message.input)
+        try:
+            self.env.bridge.send_nowait(OpenRun(self.user_id, record.run_id, record.agent))
+        except MailboxFull:
+            return LATER
+        admission = self.rules.admit(record)
+        assert admission == "started"
+        self._start(record)
+        return admission
 
     async def handle(self, message: Any) -> Any:
         match message:

@@ -3,7 +3,7 @@
 Knows nothing of users, agents or sockets; `actors` is built on it.
 """
 
-from ._actor import YIELD_EVERY, Actor, ActorRef, ChildExited
+from ._actor import LATER, YIELD_EVERY, Actor, ActorRef, ChildExited
 from ._exceptions import (
     ActorError,
     ActorStopped,
@@ -30,6 +30,7 @@ __all__ = [
     "ChildExited",
     "ChildSpec",
     "KindStatistics",
+    "LATER",
     "Mailbox",
     "MailboxFull",
     "RestartBook",

@@ -11,7 +11,7 @@ import attrs
 import trio
 from trio.lowlevel import Task
 
-from ._actor import Actor, ActorRef, ChildExited, _Ask
+from ._actor import LATER, Actor, ActorRef, ChildExited, _Ask
 from ._exceptions import ActorStopped
 from ._mailbox import Mailbox
 from ._stats import ActorStatistics, KindBooks
@@ -51,6 +51,8 @@ class _Cell:
     task: Task | None = None
     #: The instance's `handle_now`, if its class has one of its own.
     inline: Callable[[Any], bool] | None = None
+    #: The instance's `answer_now`, if its class has one of its own.
+    answer: Callable[[Any], Any] | None = None
     nursery: trio.Nursery | None = None
     scope: trio.CancelScope | None = None
     # "starting" -> "running" | "dormant" <-> "running" <-> "lingering" -> "dormant";
@@ -106,7 +108,7 @@ class _Cell:
             else:
                 self.books.dead_letter()
         self.books.retire(self)
-        self.actor = self.inline = None
+        self.actor = self.inline = self.answer = None
         if self._done is not None:
             self._done.set()
         if self.monitor is not None:
@@ -119,6 +121,7 @@ class _Cell:
         """`actor` is now the instance behind this cell."""
         self.actor = actor
         self.inline = actor.handle_now if type(actor).handle_now is not Actor.handle_now else None
+        self.answer = actor.answer_now if type(actor).answer_now is not Actor.answer_now else None
 
     def handle_inline(self, message: Any) -> bool:
         """Offer `message` to the idle actor's `handle_now`; the caller has
@@ -128,12 +131,33 @@ class _Cell:
         try:
             done = self.inline(message)
         except Exception as error:
-            self.inline = None  # nothing more reaches the failed instance
+            self.inline = self.answer = None  # nothing more reaches the failed instance
             self.mailbox.throw(error)
             return True
         if done:
-            self.handled += 1
+            self._handled_inline()
         return done
+
+    def answer_inline(self, message: Any) -> Any:
+        """Offer the asked `message` to the idle actor's `answer_now` (the
+        caller has seen its task parked on the empty mailbox): its reply,
+        or `LATER`. An exception it raises is the asker's."""
+        assert self.answer is not None
+        try:
+            reply = self.answer(message)
+        except Exception:
+            self.handled += 1
+            raise
+        if reply is not LATER:
+            self._handled_inline()
+        return reply
+
+    def _handled_inline(self) -> None:
+        self.handled += 1
+        if self.state == "lingering":
+            # It had nothing to do; now it may have (a task it started), so
+            # it is not idle, and lingers afresh once it is.
+            self.state = "running"
 
     def wake(self) -> None:
         """A message reached this dormant actor: give it a task again. It
@@ -144,7 +168,7 @@ class _Cell:
 
     def restart(self) -> None:
         """Forget the failed instance; the next one comes from the factory."""
-        self.actor = self.inline = None
+        self.actor = self.inline = self.answer = None
         self.restarts += 1
         self.normal_exit = False
         self.state = "running"
@@ -152,7 +176,7 @@ class _Cell:
     def revive(self) -> None:
         """Make a stopped cell startable again (its supervisor restarted)."""
         self.mailbox.reopen()
-        self.actor = self.inline = None
+        self.actor = self.inline = self.answer = None
         self.normal_exit = False
         self.state = "starting"
         self._done = None
@@ -198,6 +222,8 @@ class _Cell:
                         await mailbox.wait(trio.current_time() + linger)
                         if self.state == "lingering":
                             self.state = "running"
+                        else:  # a message was handled inline meanwhile
+                            lingered = False
                     else:
                         await mailbox.wait()
                     began = perf_counter()

@@ -17,7 +17,9 @@ from actors import (
     UserContext,
     open_core,
 )
+from actors._bridge import BridgeActor, SweepStreams
 from actors._engine import RunRecord
+from runtime import MailboxFull
 
 from .kit import (
     FailingAgent,
@@ -306,3 +308,50 @@ async def test_a_duplicate_live_run_id_is_refused_and_changes_nothing(
         {"slept": 10, "steps": 1},
         "reused",
     ]
+
+
+# --- a run started in the caller's task, while the engine is idle ---------------
+
+
+async def test_a_run_for_a_lingering_engine_starts_at_once_and_its_events_number_on(
+    autojump_clock: trio.abc.Clock,
+) -> None:
+    config = CoreConfig(engine_linger=60)
+    async with open_core(config) as core, core.subscribe("alice") as events:
+        first = await core.submit("alice", "echo", "wake")
+        await read_until_ended(events, [first])
+        await wait_all_tasks_blocked()
+        engine = await core.factory.lookup("alice")
+        assert engine is not None and engine.statistics().state == "lingering"
+        runs_before = core.run_books.active
+
+        run_id = await core.submit("alice", "sleep", sleep(5))
+
+        assert core.run_books.active == runs_before + 1  # started, not queued
+        seen = await read_until_ended(events, [run_id])
+
+    assert types_of(seen) == ["agent_started", "agent_thinking", "agent_completed"]
+    assert [e.seq for e in seen] == [3, 4, 5]
+
+
+async def test_a_run_for_an_idle_engine_waits_for_room_when_the_bridge_is_full(
+    monkeypatch: pytest.MonkeyPatch, autojump_clock: trio.abc.Clock
+) -> None:
+    monkeypatch.setattr(BridgeActor, "mailbox_capacity", 4)
+    config = CoreConfig(engine_linger=60)
+    async with open_core(config) as core, core.subscribe("alice") as events:
+        first = await core.submit("alice", "echo", "wake")
+        await read_until_ended(events, [first])
+        await wait_all_tasks_blocked()
+        bridge = core._bridge
+        while True:  # fill the bridge's mailbox, without letting it run
+            try:
+                bridge.send_nowait(SweepStreams())
+            except MailboxFull:
+                break
+
+        run_id = await core.submit("alice", "echo", "through the queue")
+        seen = await read_until_ended(events, [run_id])
+
+    assert types_of(seen) == ["agent_started", "agent_completed"]
+    assert terminal_of(seen, run_id).data["output"] == "through the queue"

@@ -21,7 +21,8 @@ from actors import (
     open_core,
 )
 from actors._engine import EngineActor, Submit
-from actors._factory import _is_idle
+from actors._factory import FactoryActor, _is_idle
+from runtime import Actor
 
 from .kit import audit_lines, read_until_ended, terminal_of, types_of
 
@@ -437,10 +438,13 @@ async def test_an_engine_with_a_run_handed_to_it_is_not_idle_before_its_task_run
         assert engine.alive
 
 
+@pytest.mark.parametrize("inline", [False, True], ids=["factory's task", "answered at once"])
 async def test_a_run_the_engines_full_mailbox_cannot_take_is_submitted_by_the_caller(
-    monkeypatch: pytest.MonkeyPatch,
+    monkeypatch: pytest.MonkeyPatch, inline: bool
 ) -> None:
     monkeypatch.setattr(EngineActor, "mailbox_capacity", 1)
+    if not inline:  # every run goes through the factory's own task, which forwards it
+        monkeypatch.setattr(FactoryActor, "answer_now", Actor.answer_now)
     async with open_core(CoreConfig(max_queued_runs_per_user=4)) as core:
         async with core.subscribe("alice") as events:
             await core.factory.create_for_user(user("alice"))
@@ -463,11 +467,43 @@ async def test_a_run_the_engines_full_mailbox_cannot_take_is_submitted_by_the_ca
                 for ctx in runs:  # all three reach the factory in one go
                     nursery.start_soon(submit, ctx)
 
-            # The first fills the dormant engine's mailbox; the other two
-            # come back to their callers, which wait for room.
-            assert len(by_caller) == 2
-            assert set(by_caller) < {ctx.run_id for ctx in runs}
+            if inline:
+                # The idle factory hands each caller the engine: all three
+                # submit themselves, the last two waiting for room.
+                assert sorted(by_caller) == sorted(ctx.run_id for ctx in runs)
+            else:
+                # The first fills the dormant engine's mailbox; the other two
+                # come back to their callers, which wait for room.
+                assert len(by_caller) == 2
+                assert set(by_caller) < {ctx.run_id for ctx in runs}
             assert set(results) <= {"started", "queued"} and len(results) == 3
             seen = await read_until_ended(events, [ctx.run_id for ctx in runs])
         for ctx in runs:
             assert terminal_of(seen, ctx.run_id).data["output"] == ctx.run_id
+
+
+async def test_a_lingering_engine_given_a_run_at_once_is_busy_and_keeps_its_room(
+    autojump_clock: trio.abc.Clock,
+) -> None:
+    config = CoreConfig(max_engines=1, engine_linger=60)
+    async with (
+        open_core(config) as core,
+        core.subscribe("alice") as alice_events,
+        core.subscribe("bob") as bob_events,
+    ):
+        first = await core.submit("alice", "echo", "x")
+        await read_until_ended(alice_events, [first])
+        await wait_all_tasks_blocked()
+        alice = await core.factory.lookup("alice")
+        assert alice is not None and alice.statistics().state == "lingering"
+
+        # Both idle and parked: the run starts in this task, before submit returns.
+        long_run = await core.submit("alice", "sleep", sleep(30))
+        assert alice.statistics().state == "running"
+        rejected = await core.submit("bob", "echo", "y")  # no idle engine to reap
+        bob_seen = await read_until_ended(bob_events, [rejected])
+        alice_seen = await read_until_ended(alice_events, [long_run])
+
+    assert terminal_of(bob_seen, rejected).data["reason"] == "rejected"
+    assert terminal_of(alice_seen, long_run).type == "agent_completed"
+    assert alice.statistics().restarts == 0
