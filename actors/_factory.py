@@ -11,7 +11,6 @@ import attrs
 import trio
 
 from runtime import (
-    LATER,
     Actor,
     ActorRef,
     ActorStatistics,
@@ -116,21 +115,6 @@ class FactoryActor(Actor[Any]):
             await trio.sleep(interval)
             await ref.send(Sweep())
 
-    def answer_now(self, message: Any) -> Any:
-        """A run for a user, while this actor is idle: the user's engine,
-        created if need be, for the asker to submit to itself (no task of
-        this actor's runs). What needs waiting (an engine to reap first, a
-        stopped one to clear from the books) is left to `handle`."""
-        if type(message) is not Submit:
-            return LATER
-        user_id = message.ctx.user_id
-        entry = self.books.get(user_id)
-        if entry is not None and entry.ref.stopped:
-            return LATER
-        if entry is None and self.books.room_for_one(_is_idle) is not None:
-            return LATER
-        return self._engine(user_id, trio.current_time())
-
     async def handle(self, message: Any) -> Any:
         books = self.books
         now = trio.current_time()
@@ -198,18 +182,8 @@ class FactoryActor(Actor[Any]):
             victim = books.room_for_one(_is_idle)
             if victim is not None:
                 await self._reap(victim, "lru")
-        return self._engine(user_id, now, lease=lease)
-
-    def _engine(self, user_id: str, now: float, *, lease: bool = False) -> UserEngine:
-        """The user's engine, created (dormant: nothing to wait for) if they
-        have none; the caller has made room for it."""
-        books = self.books
-        entry = books.get(user_id)
-        if entry is None:
-            if self.closed:
-                raise CoreClosed("the engine factory is shut down")
             began = perf_counter()
-            ref = self.engines.spawn_dormant(
+            ref = self.engines.spawn_dormant(  # nothing to wait for: it has no task yet
                 _MakeEngine(user_id, self.env),
                 name=f"engine:{user_id}",
                 restart=RestartType.TEMPORARY,

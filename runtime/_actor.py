@@ -138,15 +138,34 @@ class Actor(Generic[M]):
         Raises `MailboxFull` or `ActorStopped` if `to` cannot take it; the
         ask then stays this handler's to answer. Once it is forwarded, this
         handler's return value is ignored, and an exception it raises
-        crashes the actor, as one raised handling a `send` does.
+        crashes the actor, as one raised handling a `send` does. An idle
+        `to` may answer at once (`answer_now`), in this handler's task: the
+        asker then has its reply (or the exception `answer_now` raised)
+        when this returns, and `to`'s own task never wakes for it.
         """
         cell = self._cell
         request = cell.current_ask
         if request is None:
             raise RuntimeError(f"{cell.name} is not handling an ask; there is nothing to forward")
+        target = to._cell
+        if target.answer is not None and target.mailbox.waiting:
+            cell.current_ask = None
+            try:
+                reply = target.answer_inline(message)
+            except Exception as error:
+                request.fail(error)
+                return
+            if reply is not LATER:
+                request.reply(reply)
+                return
+            cell.current_ask = request
         original, request.message = request.message, message
         try:
-            to.send_nowait(request)
+            try:
+                target.mailbox.put_nowait(request)  # an ask: never offered to handle_now
+            except ActorStopped:
+                target.books.dead_letter()
+                raise
         except BaseException:
             request.message = original
             raise

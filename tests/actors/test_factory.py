@@ -21,8 +21,7 @@ from actors import (
     open_core,
 )
 from actors._engine import EngineActor, Submit
-from actors._factory import FactoryActor, _is_idle
-from runtime import Actor
+from actors._factory import _is_idle
 
 from .kit import audit_lines, read_until_ended, terminal_of, types_of
 
@@ -438,13 +437,10 @@ async def test_an_engine_with_a_run_handed_to_it_is_not_idle_before_its_task_run
         assert engine.alive
 
 
-@pytest.mark.parametrize("inline", [False, True], ids=["factory's task", "answered at once"])
 async def test_a_run_the_engines_full_mailbox_cannot_take_is_submitted_by_the_caller(
-    monkeypatch: pytest.MonkeyPatch, inline: bool
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     monkeypatch.setattr(EngineActor, "mailbox_capacity", 1)
-    if not inline:  # every run goes through the factory's own task, which forwards it
-        monkeypatch.setattr(FactoryActor, "answer_now", Actor.answer_now)
     async with open_core(CoreConfig(max_queued_runs_per_user=4)) as core:
         async with core.subscribe("alice") as events:
             await core.factory.create_for_user(user("alice"))
@@ -467,15 +463,10 @@ async def test_a_run_the_engines_full_mailbox_cannot_take_is_submitted_by_the_ca
                 for ctx in runs:  # all three reach the factory in one go
                     nursery.start_soon(submit, ctx)
 
-            if inline:
-                # The idle factory hands each caller the engine: all three
-                # submit themselves, the last two waiting for room.
-                assert sorted(by_caller) == sorted(ctx.run_id for ctx in runs)
-            else:
-                # The first fills the dormant engine's mailbox; the other two
-                # come back to their callers, which wait for room.
-                assert len(by_caller) == 2
-                assert set(by_caller) < {ctx.run_id for ctx in runs}
+            # The first fills the dormant engine's mailbox; the other two
+            # come back to their callers, which wait for room.
+            assert len(by_caller) == 2
+            assert set(by_caller) < {ctx.run_id for ctx in runs}
             assert set(results) <= {"started", "queued"} and len(results) == 3
             seen = await read_until_ended(events, [ctx.run_id for ctx in runs])
         for ctx in runs:

@@ -7,9 +7,18 @@ from typing import Any
 import attrs
 import pytest
 import trio
+from trio.lowlevel import Task, current_task
 from trio.testing import wait_all_tasks_blocked
 
-from runtime import Actor, ActorRef, ActorStopped, MailboxFull, RestartType, open_actor_system
+from runtime import (
+    LATER,
+    Actor,
+    ActorRef,
+    ActorStopped,
+    MailboxFull,
+    RestartType,
+    open_actor_system,
+)
 
 
 @attrs.frozen
@@ -67,6 +76,28 @@ class Target(Actor[Any]):
                 return "waited"
             case _:
                 return f"target got {message!r}"
+
+
+class Answerer(Target):
+    """Answers a str at once, in the task that asks (or forwards); declines
+    anything else; and records what it is offered to handle at once."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.answered_in: list[Task] = []
+        self.offered: list[Any] = []
+
+    def answer_now(self, message: Any) -> Any:
+        if isinstance(message, KeyError):
+            raise message
+        if not isinstance(message, str):
+            return LATER
+        self.answered_in.append(current_task())
+        return f"answered {message!r} at once"
+
+    def handle_now(self, message: Any) -> bool:
+        self.offered.append(message)
+        return False
 
 
 async def test_the_asker_gets_the_reply_of_the_actor_the_ask_was_forwarded_to() -> None:
@@ -183,3 +214,68 @@ async def test_a_cancelled_asker_abandons_the_reply_and_the_target_carries_on() 
         assert scope.cancelled_caught
         assert target.statistics().messages_handled == 1
         assert await target.ask("next") == "target got 'next'"
+
+
+async def spawn_answerer(system: Any) -> tuple[ActorRef[Any], Answerer]:
+    made: list[Answerer] = []
+
+    def make() -> Answerer:
+        made.append(Answerer())
+        return made[-1]
+
+    ref = await system.spawn(make)
+    await wait_all_tasks_blocked()  # parked on its empty mailbox
+    return ref, made[0]
+
+
+async def test_an_idle_target_answers_a_forwarded_ask_in_the_forwarding_handlers_task() -> None:
+    async with open_actor_system() as system:
+        relay = await system.spawn(Relay)
+        target, answerer = await spawn_answerer(system)
+
+        assert await relay.ask(Via(target, "hi")) == "answered 'hi' at once"
+
+        assert len(answerer.answered_in) == 1
+        assert answerer.answered_in[0] is not current_task()  # the relay's task
+        assert answerer.seen == []  # its handle never ran
+        assert target.statistics().messages_handled == 1
+        # Answered or not, the ask was handed on: a second forward is refused.
+        assert await relay.ask(Twice(target)) == "answered 'first' at once"
+        await wait_all_tasks_blocked()
+        assert relay.statistics().restarts == 1
+
+
+async def test_a_forwarded_ask_the_target_declines_at_once_is_answered_by_its_handle() -> None:
+    async with open_actor_system() as system:
+        relay = await system.spawn(Relay)
+        target, answerer = await spawn_answerer(system)
+
+        assert await relay.ask(Via(target, 7)) == "target got 7"
+
+        assert answerer.answered_in == []
+        assert answerer.seen == [7]
+
+
+async def test_an_error_from_answering_a_forwarded_ask_at_once_is_the_askers() -> None:
+    async with open_actor_system() as system:
+        relay = await system.spawn(Relay)
+        target, _ = await spawn_answerer(system)
+
+        with pytest.raises(KeyError, match="nope"):
+            await relay.ask(Via(target, KeyError("nope")))
+
+        assert relay.statistics().restarts == 0
+        assert target.statistics().restarts == 0
+        assert await relay.ask(Via(target, "again")) == "answered 'again' at once"
+
+
+async def test_a_forwarded_ask_is_never_offered_to_handle_now() -> None:
+    async with open_actor_system() as system:
+        relay = await system.spawn(Relay)
+        target, answerer = await spawn_answerer(system)
+
+        assert await relay.ask(Via(target, 7)) == "target got 7"
+        target.send_nowait("told")
+        await wait_all_tasks_blocked()
+
+        assert answerer.offered == ["told"]  # only what was told
