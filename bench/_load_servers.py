@@ -6,6 +6,7 @@ from __future__ import annotations
 import math
 import re
 import resource
+import shutil
 import subprocess
 import sys
 from array import array
@@ -23,17 +24,31 @@ ROOT = Path(__file__).resolve().parent.parent
 _SERVING = re.compile(r"serving on http://(\S+?):(\d+)")
 
 
+def py_spy_binary() -> str | None:
+    """py-spy beside this interpreter (installed into .venv), else on PATH."""
+    beside = Path(sys.executable).with_name("py-spy")
+    return str(beside) if beside.exists() else shutil.which("py-spy")
+
+
+def py_spy_problem(directory: str) -> str | None:
+    """Why `--py-spy directory` cannot work (None if it can); makes the folder."""
+    if py_spy_binary() is None:
+        return "py-spy is not installed (.venv/bin/python -m pip install py-spy)"
+    try:
+        Path(directory).mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        return f"cannot make the folder ({error.strerror or error})"
+    return None
+
+
 def _start_py_spy(directory: str | None, name: str, pid: int) -> subprocess.Popen[bytes] | None:
     """Sample the server with py-spy (without pausing it) until SIGINT."""
-    if directory is None:
+    spy = py_spy_binary()
+    if directory is None or spy is None:
         return None
-    Path(directory).mkdir(parents=True, exist_ok=True)
     out = Path(directory) / f"{name}.folded"
-    command = ["py-spy", "record", "--pid", str(pid), "--nonblocking", "--rate", "200"]
+    command = [spy, "record", "--pid", str(pid), "--nonblocking", "--rate", "200"]
     command += ["--format", "raw", "--output", str(out)]
-    spy_bin = Path(sys.executable).with_name("py-spy")
-    if spy_bin.exists():
-        command[0] = str(spy_bin)
     return subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 
 

@@ -69,7 +69,9 @@ delivers, as
     python -m bench.load --users 1000 --runs-per-user 5 --steps 28
 
 does (30 000 events/s asked). `--py-spy DIR` samples each server over its
-measured phase (folded stacks: DIR/greenroom.folded, DIR/bare.folded).
+measured phase (folded stacks: DIR/greenroom.folded, DIR/bare.folded); py-spy
+is not one of the project's dependencies (`.venv/bin/python -m pip install
+py-spy`), and without it the option is refused before anything runs.
 """
 
 from __future__ import annotations
@@ -101,7 +103,7 @@ from ._load_report import (
     plot,
     plot_problem,
 )
-from ._load_servers import _raise_open_files
+from ._load_servers import _raise_open_files, py_spy_problem
 
 #: (users, runs per user): about a minute for both phases, and a smoke run.
 DEFAULT_SIZE = (500, 12)
@@ -143,7 +145,8 @@ def main(argv: list[str] | None = None) -> int:
                      help="run greenroom with --deliver-inline: each event delivered in "
                      "the task that emits it while the bridge is idle")  # fmt: skip
     cli.add_argument("--py-spy", metavar="DIR",
-                     help="sample each server with py-spy over the measured phase: "
+                     help="sample each server with py-spy (not installed with the project: "
+                     "pip install py-spy) over the measured phase: "
                      "DIR/greenroom.folded and DIR/bare.folded (folded stacks)")  # fmt: skip
     cli.add_argument(
         "--plot", metavar="FILE.png", help="draw throughput, latency and CPU over time"
@@ -169,6 +172,9 @@ def main(argv: list[str] | None = None) -> int:
     problem = plot_problem(args.plot) if args.plot else None
     if problem:
         cli.error(f"--plot {args.plot}: {problem}")
+    problem = py_spy_problem(args.py_spy) if args.py_spy else None
+    if problem:
+        cli.error(f"--py-spy {args.py_spy}: {problem}")
     repeat = _report.repeat(args)
     baseline = not args.no_baseline
     server_args = ["--log-level", args.server_log_level] if args.server_log_level else []

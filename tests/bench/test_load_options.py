@@ -3,6 +3,8 @@ was wrong and what is accepted."""
 
 from __future__ import annotations
 
+import os
+import sys
 from pathlib import Path
 
 import pytest
@@ -63,3 +65,25 @@ def test_checking_a_plot_path_leaves_no_file_behind(tmp_path: Path) -> None:
     target = tmp_path / "load.png"
     assert plot_problem(str(target)) is None
     assert not target.exists()
+
+
+def test_py_spy_when_it_is_not_installed_is_refused_before_the_run(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setattr(sys, "executable", str(tmp_path / "python"))  # nothing beside it
+    monkeypatch.setenv("PATH", str(tmp_path))
+    profile = tmp_path / "profile"
+    message = refusal(["--py-spy", str(profile)], capsys)
+    assert "--py-spy " in message and "py-spy is not installed (" in message
+    assert not profile.exists()
+
+
+def test_py_spy_into_a_folder_that_cannot_be_made_is_refused(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    spy = tmp_path / "py-spy"  # found, never run: the refusal comes first
+    spy.write_text("#!/bin/sh\nexit 1\n")
+    spy.chmod(0o755)
+    monkeypatch.setenv("PATH", f"{tmp_path}{os.pathsep}{os.environ['PATH']}")
+    message = refusal(["--py-spy", "/proc/greenroom-profile"], capsys)
+    assert "--py-spy /proc/greenroom-profile: cannot make the folder (" in message
