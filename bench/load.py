@@ -126,11 +126,14 @@ def main(argv: list[str] | None = None) -> int:
                      f"{QUICK_SIZE[0]} with --quick)")  # fmt: skip
     cli.add_argument("--runs-per-user", type=int, help=f"runs each user makes in turn (default "
                      f"{DEFAULT_SIZE[1]}, {QUICK_SIZE[1]} with --quick)")  # fmt: skip
-    cli.add_argument("--agent", default="sleep", choices=["sleep", "echo", "calc"])
-    cli.add_argument("--seconds", type=float, default=DEFAULT_SECONDS,
-                     help="a sleep run's length (default %(default)s)")  # fmt: skip
-    cli.add_argument("--steps", type=int, default=DEFAULT_STEPS,
-                     help="agent_thinking events per sleep run (default %(default)s)")  # fmt: skip
+    cli.add_argument("--agent", default="sleep", choices=["sleep", "echo", "calc"],
+                     help="the demo agent every run asks for (default %(default)s)")  # fmt: skip
+    cli.add_argument("--seconds", type=float,
+                     help=f"a sleep run's length (default {DEFAULT_SECONDS:g}; "
+                     "sleep runs only)")  # fmt: skip
+    cli.add_argument("--steps", type=int,
+                     help=f"agent_thinking events per sleep run (default {DEFAULT_STEPS}; "
+                     "sleep runs only)")  # fmt: skip
     cli.add_argument("--concurrency", type=int, default=DEFAULT_CONCURRENCY,
                      help="handshakes in flight at once (default %(default)s)")  # fmt: skip
     cli.add_argument("--client", default="raw", choices=["raw", "trio-websocket"],
@@ -152,13 +155,15 @@ def main(argv: list[str] | None = None) -> int:
         "--plot", metavar="FILE.png", help="draw throughput, latency and CPU over time"
     )
     args = cli.parse_args(argv)
+    if args.agent != "sleep" and (args.seconds is not None or args.steps is not None):
+        cli.error(f"--seconds and --steps shape sleep runs; --agent {args.agent} takes neither")
     size = QUICK_SIZE if args.quick else DEFAULT_SIZE
     load = Load(
         users=args.users or size[0],
         runs_per_user=args.runs_per_user or size[1],
         agent=args.agent,
-        seconds=args.seconds,
-        steps=args.steps,
+        seconds=DEFAULT_SECONDS if args.seconds is None else args.seconds,
+        steps=DEFAULT_STEPS if args.steps is None else args.steps,
         concurrency=args.concurrency,
         client=args.client,
     )

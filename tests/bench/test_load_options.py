@@ -37,6 +37,15 @@ def test_more_steps_than_the_sleep_agent_takes_are_refused(
     assert "--steps must be at most 10,000" in message
 
 
+@pytest.mark.parametrize("agent", ["echo", "calc"])
+@pytest.mark.parametrize("option", [["--seconds", "2"], ["--steps", "5"]])
+def test_the_shape_of_a_sleep_run_is_refused_for_another_agent(
+    agent: str, option: list[str], capsys: pytest.CaptureFixture[str]
+) -> None:
+    message = refusal(["--agent", agent, *option], capsys)
+    assert f"--seconds and --steps shape sleep runs; --agent {agent} takes neither" in message
+
+
 def test_a_plot_in_a_missing_folder_is_refused_before_the_run(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
