@@ -149,16 +149,18 @@ class Actor(Generic[M]):
             raise RuntimeError(f"{cell.name} is not handling an ask; there is nothing to forward")
         target = to._cell
         if target.answer is not None and target.mailbox.waiting:
-            cell.current_ask = None
+            # Still this handler's ask until answered: should anything but an
+            # Exception escape, the asker hears of this actor's crash.
             try:
                 reply = target.answer_inline(message)
             except Exception as error:
+                cell.current_ask = None
                 request.fail(error)
                 return
             if reply is not LATER:
+                cell.current_ask = None
                 request.reply(reply)
                 return
-            cell.current_ask = request
         original, request.message = request.message, message
         try:
             try:

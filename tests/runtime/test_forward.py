@@ -78,6 +78,10 @@ class Target(Actor[Any]):
                 return f"target got {message!r}"
 
 
+class Fatal(BaseException):
+    """Not an Exception: it crashes whatever task it escapes, and the system."""
+
+
 class Answerer(Target):
     """Answers a str at once, in the task that asks (or forwards); declines
     anything else; and records what it is offered to handle at once."""
@@ -88,7 +92,7 @@ class Answerer(Target):
         self.offered: list[Any] = []
 
     def answer_now(self, message: Any) -> Any:
-        if isinstance(message, KeyError):
+        if isinstance(message, (KeyError, Fatal)):
             raise message
         if not isinstance(message, str):
             return LATER
@@ -279,3 +283,20 @@ async def test_a_forwarded_ask_is_never_offered_to_handle_now() -> None:
         await wait_all_tasks_blocked()
 
         assert answerer.offered == ["told"]  # only what was told
+
+
+async def test_an_asker_hears_when_answering_its_forwarded_ask_at_once_kills_the_relay() -> None:
+    heard: list[BaseException] = []
+    with pytest.raises(BaseExceptionGroup) as caught:  # out of nested nurseries
+        async with open_actor_system() as system:
+            relay = await system.spawn(Relay)
+            target, _ = await spawn_answerer(system)
+            try:
+                await relay.ask(Via(target, Fatal()))
+            except ActorStopped as error:
+                heard.append(error)
+            await trio.sleep_forever()  # the system is going down with Fatal
+
+    fatal, rest = caught.value.split(Fatal)
+    assert fatal is not None and rest is None
+    assert len(heard) == 1  # not left to hang, nor cancelled unanswered
