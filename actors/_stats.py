@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-import json
 import logging
 from bisect import bisect_left
 from collections import Counter
 from typing import Any
 
 import attrs
+
+from ._json import Encoder
 
 #: Latency buckets in seconds, from 100 µs to 30 s.
 LATENCY_BUCKETS = (
@@ -23,7 +24,7 @@ _audit = logging.getLogger(_AUDIT_NAME)
 
 
 #: Built once (`json.dumps` with options builds an encoder per call).
-_AUDIT_ENCODER = json.JSONEncoder(separators=(",", ":"), default=str)
+_AUDIT_ENCODER = Encoder(str)
 
 
 def audit(what: str, **fields: Any) -> None:

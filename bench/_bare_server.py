@@ -30,6 +30,7 @@ import trio
 
 import runtime
 from actors._auth import DEV_SECRET, InvalidToken, TokenSigner
+from actors._json import Encoder
 from actors._serve import GC_THRESHOLD, tuned_gc
 from actors._websocket import Handshake, WireSocket
 from actors._wire import HttpRequest, HttpResponse, WireServer, open_listening_socket
@@ -38,13 +39,10 @@ CLOSE_GOING_AWAY = 1001
 CLOSE_UNAUTHORIZED = 4401
 
 
-#: Built once, as greenroom's own: `json.dumps` with options builds a new
-#: encoder on every call, which would charge the baseline for nothing.
-_ENCODER = json.JSONEncoder(separators=(",", ":"), default=repr)
-
-
-def _dumps(value: dict[str, Any]) -> str:
-    return _ENCODER.encode(value)
+#: Greenroom's own encoder (`actors._json`), built once: `json.dumps` with
+#: options builds a new encoder on every call, which would charge the
+#: baseline for nothing.
+_dumps = Encoder(repr).encode
 
 
 class BareService:

@@ -12,7 +12,6 @@ delivery of the last terminal event.
 from __future__ import annotations
 
 import gc
-import json
 import random
 import time
 import uuid
@@ -26,15 +25,16 @@ import trio.testing
 import actors
 import runtime
 from actors._events import AGENT_ERROR, TERMINAL_TYPES
+from actors._json import Encoder
 from actors._serve import GC_THRESHOLD, tuned_gc
 from actors._websocket import text_frame
 
 Result = dict[str, float]
 
-#: The same encoder `actors.Event.to_json` uses, built once, so that both
+#: The encoder `actors.Event.to_json` uses (`actors._json`), so that both
 #: variants pay the same for JSON (`json.dumps(value, separators=...)` builds
 #: a new encoder on every call, about twice the cost of the encoding itself).
-_ENCODER: Final = json.JSONEncoder(separators=(",", ":"), default=repr)
+_ENCODER: Final = Encoder(repr)
 
 
 @attrs.frozen(kw_only=True)
