@@ -14,7 +14,7 @@ from typing import Any
 import attrs
 
 from ._errors import InvalidResume
-from ._events import AGENT_ERROR, TERMINAL_TYPES, Event, Gap
+from ._events import AGENT_ERROR, TERMINAL_TYPES, Event, Gap, numbered_event
 
 #: Why an event was not delivered: its run was not open (never opened, or
 #: already ended), or a subscriber fell behind and was ended.
@@ -157,9 +157,7 @@ class StreamBooks:
         if type in TERMINAL_TYPES:
             del stream.open_runs[run_id]
         stream.last_seq += 1
-        event = Event(
-            type=type, seq=stream.last_seq, user_id=user_id, run_id=run_id, ts=ts, data=data
-        )
+        event = numbered_event(type, stream.last_seq, user_id, run_id, ts, data)
         wire = event.to_json()
         replay = stream.replay
         if replay is None:

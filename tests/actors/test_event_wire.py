@@ -7,10 +7,13 @@ import json
 import math
 from typing import Any
 
+import attrs
+import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
 from actors import Event
+from actors._events import numbered_event
 
 #: How the wire form was defined before it was written out by hand.
 _REFERENCE = json.JSONEncoder(separators=(",", ":"), default=repr, allow_nan=False)
@@ -58,6 +61,34 @@ def test_the_wire_form_is_what_the_json_encoder_writes(
 
     assert event.to_json() == _REFERENCE.encode(_as_json_has_it(event.to_dict()))
     _strict_loads(event.to_json())
+
+
+@given(
+    type=st.text(),
+    seq=st.integers(min_value=0),
+    user_id=st.text(),
+    run_id=st.text(),
+    ts=st.floats(),
+    data=st.dictionaries(st.text(), _json_values | st.sets(st.integers()), max_size=4),
+)
+def test_the_bridges_events_are_the_events_the_class_builds(
+    type: str, seq: int, user_id: str, run_id: str, ts: float, data: dict[str, Any]
+) -> None:
+    built = Event(type=type, seq=seq, user_id=user_id, run_id=run_id, ts=ts, data=data)
+
+    numbered = numbered_event(type, seq, user_id, run_id, ts, data)
+
+    assert numbered == built
+    assert repr(numbered) == repr(built)
+    assert numbered.to_json() == built.to_json()
+    assert numbered.to_json() is numbered.to_json()  # made once
+
+
+def test_an_event_the_bridge_builds_is_as_frozen_as_any() -> None:
+    event = numbered_event("agent_thinking", 1, "u", "r", 1.0, {})
+
+    with pytest.raises(attrs.exceptions.FrozenInstanceError):
+        event.seq = 2  # type: ignore[misc]
 
 
 @given(ts=st.one_of(st.integers(), st.booleans(), st.none()), seq=st.booleans())
