@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 from functools import partial
 from typing import Any
 
@@ -10,7 +11,7 @@ import pytest
 import trio
 from trio.testing import wait_all_tasks_blocked
 
-from runtime import Actor, RestartType, open_actor_system
+from runtime import LATER, Actor, RestartType, open_actor_system
 
 
 @attrs.frozen
@@ -322,3 +323,34 @@ async def test_a_crashed_hibernating_actor_is_restarted_afresh_and_goes_dormant_
         assert ref.statistics().restarts == 1
         assert ref.statistics().state == "dormant"
         assert await ref.ask(Add(1)) == 1
+
+
+class QuickSleeper(Sleeper):
+    """A `Sleeper` that also answers and handles at once while idle."""
+
+    def answer_now(self, message: Any) -> Any:
+        return LATER
+
+    def handle_now(self, message: Any) -> bool:
+        return False
+
+
+async def _objects_per_dormant_actor(cls: type[Sleeper], n: int = 500) -> float:
+    async with open_actor_system() as system:
+        supervisor = await system.start_supervisor(cls.__name__)
+        gc.collect()
+        before = len(gc.get_objects())
+        refs = [supervisor.spawn_dormant(cls) for _ in range(n)]
+        gc.collect()
+        per_actor = (len(gc.get_objects()) - before) / n
+        assert all(ref.statistics().state == "dormant" for ref in refs)
+        return per_actor
+
+
+async def test_answering_and_handling_at_once_cost_a_dormant_actor_nothing() -> None:
+    # Each of a hundred thousand idle engines would pay for a bound method
+    # per hook; the cell calls the class's function with the instance instead.
+    plain = await _objects_per_dormant_actor(Sleeper)
+    quick = await _objects_per_dormant_actor(QuickSleeper)
+
+    assert quick == plain
