@@ -109,6 +109,16 @@ class FactoryBooks:
                 found.append(user_id)
         return found
 
+    def is_expired(self, user_id: str, now: float, is_idle: Callable[[EngineEntry], bool]) -> bool:
+        """Whether `expired` would still name `user_id` now."""
+        entry = self._entries.get(user_id)
+        return (
+            entry is not None
+            and now - entry.last_active >= self.idle_timeout
+            and entry.leases == 0
+            and is_idle(entry)
+        )
+
     def without_work(self, is_idle: Callable[[EngineEntry], bool]) -> list[str]:
         """Users whose engine `is_idle` says has no work now, leased or not
         (so not necessarily idle: for a shutdown, where leases do not count)."""

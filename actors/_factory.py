@@ -133,13 +133,21 @@ class FactoryActor(Actor[Any]):
                 books.release(user_id, now)
             case Sweep():
                 for user_id in books.expired(now, _is_idle):
-                    await self._reap(user_id, "idle")
+                    # Reaping one waits for its stop, and meanwhile the next
+                    # may have been given a run (`EngineFactory.submit`
+                    # reaches an engine directly): it is looked at again.
+                    if books.is_expired(user_id, trio.current_time(), _is_idle):
+                        await self._reap(user_id, "idle")
             case Cleanup(user_id):
                 entry = books.get(user_id)
                 if entry is None:
                     return False
+                # Out of the books first, so that a run submitted meanwhile
+                # waits here for a fresh engine instead of reaching this one.
+                books.remove(user_id, "cleanup")
                 await entry.ref.ask(EndAll("cancelled", "the user's engine was cleaned up"))
-                await self._reap(user_id, "cleanup")
+                await entry.ref.stop()
+                audit("engine_reaped", user_id=user_id, reason="cleanup")
                 return True
             case ChildExited(ref, error):
                 await self._exited(ref, error)
@@ -295,11 +303,26 @@ class EngineFactory:
 
     async def submit(self, ctx: UserContext, agent: str, input: Any) -> str:
         """Start or queue a run on the user's engine, created if they have
-        none, in one round trip: the factory hands the request on and the
-        engine replies (see `UserEngine.submit`). Raises `EngineGone` if
-        the engine stopped before taking it (a retry gets a fresh one),
-        `EngineLimitReached`, and `CoreClosed` once the factory is shut down.
+        none, in one round trip (see `UserEngine.submit`). A user who has an
+        engine asks it directly: an idle one starts the run in the caller's
+        task. Otherwise the factory creates the engine and hands the request
+        on, and the engine replies. Raises `EngineGone` if the engine stopped
+        before taking it (a retry gets a fresh one), `EngineLimitReached`,
+        and `CoreClosed` once the factory is shut down.
         """
+        user_id = ctx.user_id
+        entry = self._books.get(user_id)
+        if entry is not None and not entry.ref.stopped:
+            # In one step with the ask's own (it answers at once, or queues):
+            # the factory, which reaps only what is idle and unasked for
+            # `idle_timeout`, sees this engine as busy or just asked.
+            self._books.touch(user_id, trio.current_time())
+            try:
+                direct: str = await entry.ref.ask(Submit(ctx, agent, input))
+            except ActorStopped:
+                pass  # it stopped before taking the run: the factory's way
+            else:
+                return direct
         try:
             reply = await self._ref.ask(Submit(ctx, agent, input))
         except ActorStopped:

@@ -20,8 +20,8 @@ from actors import (
     UserEngine,
     open_core,
 )
-from actors._engine import EngineActor, Submit
-from actors._factory import _is_idle
+from actors._engine import EndAll, EngineActor, Submit
+from actors._factory import FactoryActor, _is_idle
 
 from .kit import audit_lines, read_until_ended, terminal_of, types_of
 
@@ -151,14 +151,18 @@ async def test_an_idle_engine_is_reaped_after_the_idle_timeout_and_not_before(
         assert stats.engines_active == 0
 
 
-async def test_asking_for_an_engine_again_counts_as_activity(
-    autojump_clock: trio.abc.Clock,
+@pytest.mark.parametrize("again", ["asks for the engine", "submits a run to it"])
+async def test_coming_back_to_an_engine_counts_as_activity(
+    again: str, autojump_clock: trio.abc.Clock
 ) -> None:
-    async with open_core(CoreConfig(idle_timeout=10)) as core:
+    async with open_core(CoreConfig(idle_timeout=10)) as core, core.subscribe("alice") as events:
         began = trio.current_time()
         engine = await core.factory.create_for_user(user("alice"))
         await trio.sleep_until(began + 8)
-        await core.factory.create_for_user(user("alice"))
+        if again == "asks for the engine":
+            await core.factory.create_for_user(user("alice"))
+        else:  # straight to the engine, not through the factory
+            await read_until_ended(events, [await core.submit("alice", "echo", 1)])
 
         await trio.sleep_until(began + 17.99)
         assert engine.alive
@@ -166,6 +170,7 @@ async def test_asking_for_an_engine_again_counts_as_activity(
         await trio.sleep_until(began + 18 + 2.5 + 0.01)
         assert not engine.alive
         assert core.factory.metrics().engines_created_total == 1
+        assert core.factory.metrics().engines_reaped_total == {"idle": 1}
 
 
 async def test_a_busy_engine_is_not_reaped_but_its_own_events_are_not_activity(
@@ -443,8 +448,7 @@ async def test_a_run_the_engines_full_mailbox_cannot_take_is_submitted_by_the_ca
     monkeypatch.setattr(EngineActor, "mailbox_capacity", 1)
     async with open_core(CoreConfig(max_queued_runs_per_user=4)) as core:
         async with core.subscribe("alice") as events:
-            await core.factory.create_for_user(user("alice"))
-            await wait_all_tasks_blocked()
+            # No engine yet: all three go to the factory, which creates one.
             runs = [user("alice") for _ in range(3)]
             results: list[str] = []
             by_caller: list[str] = []
@@ -463,8 +467,8 @@ async def test_a_run_the_engines_full_mailbox_cannot_take_is_submitted_by_the_ca
                 for ctx in runs:  # all three reach the factory in one go
                     nursery.start_soon(submit, ctx)
 
-            # The first fills the dormant engine's mailbox; the other two
-            # come back to their callers, which wait for room.
+            # The first fills the new, dormant engine's mailbox; the other
+            # two come back to their callers, which wait for room.
             assert len(by_caller) == 2
             assert set(by_caller) < {ctx.run_id for ctx in runs}
             assert set(results) <= {"started", "queued"} and len(results) == 3
@@ -498,3 +502,83 @@ async def test_a_lingering_engine_given_a_run_at_once_is_busy_and_keeps_its_room
     assert terminal_of(bob_seen, rejected).data["reason"] == "rejected"
     assert terminal_of(alice_seen, long_run).type == "agent_completed"
     assert alice.statistics().restarts == 0
+
+
+def factory_messages(core: Any) -> float | None:
+    return core.registry.get_sample_value("greenroom_actor_messages_total", {"kind": "factory"})
+
+
+async def test_a_run_for_a_user_with_an_engine_reaches_it_without_the_factorys_turn() -> None:
+    async with open_core() as core, core.subscribe("alice") as events:
+        first = await core.submit("alice", "echo", 1)  # creates the engine
+        await read_until_ended(events, [first])
+        await wait_all_tasks_blocked()
+        handled = factory_messages(core)
+
+        runs = [await core.submit("alice", "echo", n) for n in range(3)]
+        seen = await read_until_ended(events, runs)
+
+        assert factory_messages(core) == handled
+        assert [terminal_of(seen, run).data["output"] for run in runs] == [0, 1, 2]
+        assert core.factory.metrics().engines_created_total == 1
+
+
+async def test_an_engine_given_a_run_while_the_sweep_reaps_another_is_not_reaped(
+    autojump_clock: trio.abc.Clock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    async with open_core(CoreConfig(idle_timeout=10)) as core, core.subscribe("bob") as events:
+        await core.factory.create_for_user(user("alice"))
+        await core.factory.create_for_user(user("bob"))  # both expire at the same sweep
+        bob = await core.factory.lookup("bob")
+        assert bob is not None
+        reap = FactoryActor._reap
+        bobs_run: list[str] = []
+
+        async def reap_then_run_for_bob(factory: FactoryActor, user_id: str, reason: str) -> None:
+            await reap(factory, user_id, reason)
+            if user_id == "alice":  # bob is next in the sweep's list: he submits now
+                bobs_run.append(await core.submit("bob", "sleep", sleep(30)))
+
+        monkeypatch.setattr(FactoryActor, "_reap", reap_then_run_for_bob)
+        await trio.sleep(10 + 2.5 + 0.01)
+        assert core.factory.metrics().engines_reaped_total == {"idle": 1}
+        assert bob.alive and bobs_run
+
+        seen = await read_until_ended(events, bobs_run)
+        assert terminal_of(seen, bobs_run[0]).type == "agent_completed"
+
+
+async def test_a_run_submitted_while_cleanup_ends_the_users_runs_gets_a_fresh_engine(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    release = trio.Event()
+    handle = EngineActor.handle
+
+    async def slow_end_all(engine: EngineActor, message: Any) -> Any:
+        if isinstance(message, EndAll):
+            await release.wait()
+        return await handle(engine, message)
+
+    monkeypatch.setattr(EngineActor, "handle", slow_end_all)
+    async with open_core() as core, core.subscribe("alice") as events:
+        long_run = await core.submit("alice", "sleep", sleep(30))
+        old = await core.factory.lookup("alice")
+        assert old is not None
+        results: list[Any] = []
+
+        async def submit_late() -> None:
+            results.append(await core.submit("alice", "echo", "late"))
+
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(core.factory.cleanup_engine, "alice")
+            await wait_all_tasks_blocked()  # the engine is ending alice's runs
+            nursery.start_soon(submit_late)
+            await wait_all_tasks_blocked()
+            release.set()
+
+        seen = await read_until_ended(events, [long_run, *results])
+        assert terminal_of(seen, long_run).data["reason"] == "cancelled"
+        assert terminal_of(seen, results[0]).type == "agent_completed"
+        new = await core.factory.lookup("alice")
+        assert not old.alive and new is not None and new.alive
+        assert core.factory.metrics().engines_created_total == 2

@@ -153,6 +153,9 @@ class FactoryBooksMachine(RuleBasedStateMachine):
             for user, entry in self.model.items()
             if self.now - entry.last_active >= self.idle_timeout and self.idle(user)
         ]
+        assert expired == [
+            user for user in self.model if self.books.is_expired(user, self.now, is_idle)
+        ]
         for user in expired:
             self.books.remove(user, "idle")
             del self.model[user]
