@@ -47,9 +47,14 @@ def _validate_id(instance: object, attribute: attrs.Attribute[str], value: str) 
     check_id(attribute.name, value)
 
 
+#: What a context without metadata holds: one read-only empty mapping for
+#: all of them, not a dict and a proxy for every run.
+_NO_METADATA: Mapping[str, Any] = MappingProxyType({})
+
+
 def _frozen_metadata(value: Mapping[str, Any] | None) -> Mapping[str, Any]:
     if value is None:
-        return MappingProxyType({})
+        return _NO_METADATA
     if not isinstance(value, Mapping):
         raise InvalidRequest(f"metadata must be a mapping, got {type(value).__name__}")
     if len(value) > MAX_METADATA_ITEMS:
@@ -68,7 +73,7 @@ def _frozen_metadata(value: Mapping[str, Any] | None) -> Mapping[str, Any]:
             raise InvalidRequest(
                 f"metadata[{key!r}] must be at most {MAX_METADATA_VALUE} characters"
             )
-    return MappingProxyType(dict(value))
+    return MappingProxyType(dict(value)) if value else _NO_METADATA
 
 
 @attrs.frozen(kw_only=True)

@@ -45,6 +45,15 @@ def test_metadata_defaults_to_an_empty_mapping() -> None:
     assert dict(UserContext(user_id="alice").metadata) == {}
 
 
+def test_contexts_without_metadata_share_one_read_only_empty_mapping() -> None:
+    first, second = UserContext(user_id="alice"), UserContext(user_id="bob", metadata={})
+
+    assert first.metadata is second.metadata  # not a dict and a proxy for every run
+    with pytest.raises(TypeError):
+        first.metadata["lang"] = "en"  # type: ignore[index]
+    assert dict(second.metadata) == {}
+
+
 def test_a_run_id_is_generated_when_none_is_given() -> None:
     first = UserContext(user_id="alice")
     second = UserContext(user_id="alice", run_id=None)
