@@ -157,15 +157,19 @@ class FactoryActor(Actor[Any]):
                 # starts when its own stop does, not all at once.
                 limiter = trio.CapacityLimiter(STOP_CONCURRENCY)
 
-                async def reap(user_id: str) -> None:
+                async def reap(user_id: str, ref: ActorRef[Any]) -> None:
                     async with limiter:
-                        await self._reap(user_id, "shutdown")
+                        await ref.stop()
+                    audit("engine_reaped", user_id=user_id, reason="shutdown")
 
                 idle = books.without_work(_is_idle)
                 refs = [books.remove(user_id, "shutdown").ref for user_id in idle]
+                # Every engine leaves the books now, so that no run reaches
+                # one directly (`EngineFactory.submit`) while it waits its turn.
+                busy = [(user, books.remove(user, "shutdown").ref) for user in books.users()]
                 async with trio.open_nursery() as nursery:
-                    for user_id in books.users():
-                        nursery.start_soon(reap, user_id)
+                    for user_id, ref in busy:
+                        nursery.start_soon(reap, user_id, ref)
                     # Meanwhile, those with nothing to do stop together, every
                     # stop asked for before any is waited for: a lingering
                     # engine still has a task to end.

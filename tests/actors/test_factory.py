@@ -582,3 +582,41 @@ async def test_a_run_submitted_while_cleanup_ends_the_users_runs_gets_a_fresh_en
         new = await core.factory.lookup("alice")
         assert not old.alive and new is not None and new.alive
         assert core.factory.metrics().engines_created_total == 2
+
+
+async def test_a_run_submitted_once_shutdown_has_begun_is_refused_even_where_an_engine_waits(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr("actors._factory.STOP_CONCURRENCY", 1)  # one engine stops at a time
+    release = trio.Event()
+    stopping: list[str] = []
+    on_stop = EngineActor.on_stop
+
+    async def slow_on_stop(engine: EngineActor) -> None:
+        stopping.append(engine.user_id)
+        if len(stopping) == 1:  # the first to stop holds the other back
+            await release.wait()
+        await on_stop(engine)
+
+    monkeypatch.setattr(EngineActor, "on_stop", slow_on_stop)
+    async with open_core() as core:
+        for name in ("alice", "bob"):  # both busy, so they are stopped one at a time
+            await core.submit(name, "sleep", sleep(60))
+        refused: list[type[BaseException]] = []
+
+        async def submit_for(name: str) -> None:
+            try:
+                await core.factory.submit(user(name), "echo", "late")
+            except CoreClosed:
+                refused.append(CoreClosed)
+
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(core.factory.shutdown)
+            await wait_all_tasks_blocked()  # one engine is stopping, the other waits
+            assert len(stopping) == 1
+            waiting = ({"alice", "bob"} - set(stopping)).pop()
+            nursery.start_soon(submit_for, waiting)
+            await wait_all_tasks_blocked()
+            release.set()
+
+        assert refused == [CoreClosed]
