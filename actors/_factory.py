@@ -142,10 +142,17 @@ class FactoryActor(Actor[Any]):
                 entry = books.get(user_id)
                 if entry is None:
                     return False
+                if entry.ref.stopped:  # it crashed, and its ChildExited waits behind this
+                    await self._exited(entry.ref, RuntimeError("the engine stopped unexpectedly"))
+                    return True
                 # Out of the books first, so that a run submitted meanwhile
                 # waits here for a fresh engine instead of reaching this one.
                 books.remove(user_id, "cleanup")
-                await entry.ref.ask(EndAll("cancelled", "the user's engine was cleaned up"))
+                try:
+                    await entry.ref.ask(EndAll("cancelled", "the user's engine was cleaned up"))
+                except ActorStopped:
+                    # It crashed meanwhile: what it left open ends as after any crash.
+                    await self._end_open_runs(user_id, "the user's engine failed")
                 await entry.ref.stop()
                 audit("engine_reaped", user_id=user_id, reason="cleanup")
                 return True
@@ -202,6 +209,9 @@ class FactoryActor(Actor[Any]):
                 monitor=self._own_ref,
             )
             self.create_seconds.observe(perf_counter() - began)
+            # The clock as of now: a run submitted directly (`EngineFactory.submit`)
+            # may have touched another entry during the awaits above.
+            now = trio.current_time()
             entry = books.add(user_id, ref, now)
             audit("engine_created", user_id=user_id, engines=len(books))
         if lease:
@@ -227,8 +237,11 @@ class FactoryActor(Actor[Any]):
         self.books.remove(user_id, "crash")
         detail = f"the user's engine failed: {type(error).__name__}: {error}"
         audit("engine_reaped", user_id=user_id, reason="crash", detail=detail)
-        # The runs it was running ended in their own tasks; what is still
-        # open was queued, so it never started and is counted here.
+        await self._end_open_runs(user_id, detail)
+
+    async def _end_open_runs(self, user_id: str, detail: str) -> None:
+        """After a crash: the runs it was running ended in their own tasks;
+        what is still open was queued, so it never started and ends here."""
         ended = await self.env.bridge.ask(EndOpenRuns(user_id, "exception", detail))
         for run_id, agent in ended:
             self.env.runs.ended(agent, "exception", None)

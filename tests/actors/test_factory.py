@@ -620,3 +620,24 @@ async def test_a_run_submitted_once_shutdown_has_begun_is_refused_even_where_an_
             release.set()
 
         assert refused == [CoreClosed]
+
+
+async def test_cleaning_up_an_engine_as_it_crashes_still_ends_every_run_once(
+    autojump_clock: trio.abc.Clock,
+) -> None:
+    config = CoreConfig(max_runs_per_user=1, max_queued_runs_per_user=2)
+    async with open_core(config) as core, core.subscribe("alice") as events:
+        running = await core.submit("alice", "sleep", sleep(60))
+        queued = [await core.submit("alice", "echo", "x") for _ in range(2)]  # never started
+        engine = await core.factory.lookup("alice")
+        assert engine is not None
+
+        # The crash and the cleanup in one step: whichever the scheduler runs
+        # first, the engine's ChildExited reaches the factory after Cleanup.
+        engine._ref.send_nowait(Unhandled())
+        assert await core.factory.cleanup_engine("alice")
+
+        seen = await read_until_ended(events, [running, *queued])
+        for run_id in queued:
+            assert terminal_of(seen, run_id).data["reason"] == "exception"
+        assert not engine.alive and core.factory.metrics().engines_active == 0
