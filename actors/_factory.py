@@ -152,7 +152,7 @@ class FactoryActor(Actor[Any]):
                     await entry.ref.ask(EndAll("cancelled", "the user's engine was cleaned up"))
                 except ActorStopped:
                     # It crashed meanwhile: what it left open ends as after any crash.
-                    await self._end_open_runs(user_id, "the user's engine failed")
+                    await self._end_open_runs(user_id, "exception", "the user's engine failed")
                 await entry.ref.stop()
                 audit("engine_reaped", user_id=user_id, reason="cleanup")
                 return True
@@ -168,7 +168,17 @@ class FactoryActor(Actor[Any]):
                     async with limiter:
                         await ref.stop()
                     audit("engine_reaped", user_id=user_id, reason="shutdown")
+                    # Nothing is left open by a stop, but by a crash meanwhile.
+                    try:
+                        await self._end_open_runs(user_id, "shutdown", "the server is stopping")
+                    except ActorStopped:
+                        pass  # the bridge is gone: nobody is left to tell
 
+                # One that crashed, its ChildExited behind this: its crash first.
+                for user_id in books.users():
+                    entry = books.get(user_id)
+                    if entry is not None and entry.ref.stopped:
+                        await self._exited(entry.ref, RuntimeError("the engine stopped"))
                 idle = books.without_work(_is_idle)
                 refs = [books.remove(user_id, "shutdown").ref for user_id in idle]
                 # Every engine leaves the books now, so that no run reaches
@@ -237,15 +247,15 @@ class FactoryActor(Actor[Any]):
         self.books.remove(user_id, "crash")
         detail = f"the user's engine failed: {type(error).__name__}: {error}"
         audit("engine_reaped", user_id=user_id, reason="crash", detail=detail)
-        await self._end_open_runs(user_id, detail)
+        await self._end_open_runs(user_id, "exception", detail)
 
-    async def _end_open_runs(self, user_id: str, detail: str) -> None:
+    async def _end_open_runs(self, user_id: str, reason: str, detail: str) -> None:
         """After a crash: the runs it was running ended in their own tasks;
         what is still open was queued, so it never started and ends here."""
-        ended = await self.env.bridge.ask(EndOpenRuns(user_id, "exception", detail))
+        ended = await self.env.bridge.ask(EndOpenRuns(user_id, reason, detail))
         for run_id, agent in ended:
-            self.env.runs.ended(agent, "exception", None)
-            audit("run_ended", user_id=user_id, run_id=run_id, outcome="exception")
+            self.env.runs.ended(agent, reason, None)
+            audit("run_ended", user_id=user_id, run_id=run_id, outcome=reason)
 
 
 @attrs.define(eq=False)

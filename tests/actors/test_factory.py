@@ -622,8 +622,9 @@ async def test_a_run_submitted_once_shutdown_has_begun_is_refused_even_where_an_
         assert refused == [CoreClosed]
 
 
-async def test_cleaning_up_an_engine_as_it_crashes_still_ends_every_run_once(
-    autojump_clock: trio.abc.Clock,
+@pytest.mark.parametrize("then", ["cleanup", "shutdown"])
+async def test_an_engine_crashing_as_it_is_stopped_still_ends_every_run_once(
+    then: str, autojump_clock: trio.abc.Clock
 ) -> None:
     config = CoreConfig(max_runs_per_user=1, max_queued_runs_per_user=2)
     async with open_core(config) as core, core.subscribe("alice") as events:
@@ -632,12 +633,16 @@ async def test_cleaning_up_an_engine_as_it_crashes_still_ends_every_run_once(
         engine = await core.factory.lookup("alice")
         assert engine is not None
 
-        # The crash and the cleanup in one step: whichever the scheduler runs
-        # first, the engine's ChildExited reaches the factory after Cleanup.
+        # The crash and the cleanup (or shutdown) in one step: whichever the
+        # scheduler runs first, the engine's ChildExited reaches the factory
+        # after the factory's own message.
         engine._ref.send_nowait(Unhandled())
-        assert await core.factory.cleanup_engine("alice")
+        if then == "cleanup":
+            assert await core.factory.cleanup_engine("alice")
+        else:
+            await core.factory.shutdown()
 
         seen = await read_until_ended(events, [running, *queued])
         for run_id in queued:
-            assert terminal_of(seen, run_id).data["reason"] == "exception"
+            assert terminal_of(seen, run_id).data["reason"] in ("exception", "shutdown")
         assert not engine.alive and core.factory.metrics().engines_active == 0
