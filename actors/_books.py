@@ -27,6 +27,11 @@ class FactoryStatistics:
     max_engines: int
 
 
+def _reapable(entry: EngineEntry, is_idle: Callable[[EngineEntry], bool]) -> bool:
+    """Nobody holds a lease on it and `is_idle` says it has no work."""
+    return entry.leases == 0 and is_idle(entry)
+
+
 @attrs.define(eq=False)
 class FactoryBooks:
     """One engine per user, at most `max_engines`, least recently active first.
@@ -66,7 +71,7 @@ class FactoryBooks:
         if len(self._entries) < self.max_engines:
             return None
         for user_id, entry in self._entries.items():
-            if entry.leases == 0 and is_idle(entry):
+            if _reapable(entry, is_idle):
                 return user_id
         raise EngineLimitReached(
             f"all {self.max_engines} engines are busy; try again when a run ends"
@@ -105,7 +110,7 @@ class FactoryBooks:
         for user_id, entry in self._entries.items():
             if now - entry.last_active < self.idle_timeout:
                 break
-            if entry.leases == 0 and is_idle(entry):
+            if _reapable(entry, is_idle):
                 found.append(user_id)
         return found
 
@@ -115,8 +120,7 @@ class FactoryBooks:
         return (
             entry is not None
             and now - entry.last_active >= self.idle_timeout
-            and entry.leases == 0
-            and is_idle(entry)
+            and _reapable(entry, is_idle)
         )
 
     def without_work(self, is_idle: Callable[[EngineEntry], bool]) -> list[str]:

@@ -157,8 +157,7 @@ def numbered_event(
     _set_run_id(event, run_id)
     _set_ts(event, ts)
     _set_data(event, data)
-    _set_wire(event, None)
-    _set_wire(event, event._encode())
+    _set_wire(event, event._encode())  # which reads every field but this one
     return event
 
 

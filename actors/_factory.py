@@ -139,12 +139,11 @@ class FactoryActor(Actor[Any]):
                     if books.is_expired(user_id, trio.current_time(), _is_idle):
                         await self._reap(user_id, "idle")
             case Cleanup(user_id):
-                entry = books.get(user_id)
-                if entry is None:
+                if user_id not in books:
                     return False
-                if entry.ref.stopped:  # it crashed, and its ChildExited waits behind this
-                    await self._exited(entry.ref, RuntimeError("the engine stopped unexpectedly"))
-                    return True
+                entry = await self._live_entry(user_id)
+                if entry is None:
+                    return True  # it had crashed, and is dealt with as such
                 # Out of the books first, so that a run submitted meanwhile
                 # waits here for a fresh engine instead of reaching this one.
                 books.remove(user_id, "cleanup")
@@ -174,11 +173,8 @@ class FactoryActor(Actor[Any]):
                     except ActorStopped:
                         pass  # the bridge is gone: nobody is left to tell
 
-                # One that crashed, its ChildExited behind this: its crash first.
                 for user_id in books.users():
-                    entry = books.get(user_id)
-                    if entry is not None and entry.ref.stopped:
-                        await self._exited(entry.ref, RuntimeError("the engine stopped"))
+                    await self._live_entry(user_id)  # one that crashed: its crash first
                 idle = books.without_work(_is_idle)
                 refs = [books.remove(user_id, "shutdown").ref for user_id in idle]
                 # Every engine leaves the books now, so that no run reaches
@@ -199,10 +195,7 @@ class FactoryActor(Actor[Any]):
 
     async def _acquire(self, user_id: str, create: bool, lease: bool, now: float) -> Any:
         books = self.books
-        entry = books.get(user_id)
-        if entry is not None and entry.ref.stopped:
-            await self._exited(entry.ref, RuntimeError("the engine stopped unexpectedly"))
-            entry = None
+        entry = await self._live_entry(user_id)
         if entry is None:
             if not create:
                 return None
@@ -237,6 +230,16 @@ class FactoryActor(Actor[Any]):
         self.books.remove(user_id, reason)
         await entry.ref.stop()
         audit("engine_reaped", user_id=user_id, reason=reason)
+
+    async def _live_entry(self, user_id: str) -> EngineEntry | None:
+        """The user's entry, if their engine is alive. One that has crashed,
+        its `ChildExited` still behind the message being handled, is dealt
+        with as that notice would be, and is gone from the books."""
+        entry = self.books.get(user_id)
+        if entry is not None and entry.ref.stopped:
+            await self._exited(entry.ref, RuntimeError("the engine stopped unexpectedly"))
+            return None
+        return entry
 
     async def _exited(self, ref: ActorRef[Any], error: BaseException | None) -> None:
         """An engine stopped; if the books still hold it, it crashed."""
