@@ -67,6 +67,9 @@ class Actor(Generic[M]):
     #: Trio gives every runnable task one turn per round, so an actor that
     #: serves thousands of others (a hub) needs a larger share than 64.
     messages_per_turn: ClassVar[int] = YIELD_EVERY
+    #: Whether `handle_now` is also offered each send while this actor is
+    #: idle, in the sender's task. False keeps it to the actor's own task.
+    inline_sends: ClassVar[bool] = True
 
     __slots__ = ("_cell",)
     _cell: _Cell
@@ -84,16 +87,23 @@ class Actor(Generic[M]):
         raise NotImplementedError(f"{type(self).__name__} does not handle {message!r}")
 
     def handle_now(self, message: M) -> bool:
-        """Optionally handle a told message at once, in the sender's task.
+        """Optionally handle a told message at once, without awaiting.
 
-        Offered each `send`/`send_nowait` while this actor is idle: its task
-        parked on an empty mailbox, so the message would be the next one
-        handled anyway and order is kept. It must not await or block.
-        Return True if it handled the message, False to have it queued for
-        `handle` as usual. An exception it raises crashes the actor, in its
-        own task, as one raised by `handle` for a `send` would. Not offered
-        asks, nor messages to a dormant actor. Time spent here is not in
-        the actor's `busy_seconds`.
+        Return True if it handled the message, False to leave it to
+        `handle`. It must not await or block. Offered every told message,
+        never an ask:
+
+        - in the actor's own task, when the message's turn comes, before
+          `handle`: a message handled here costs no coroutine;
+        - and, if `inline_sends` (the default), in the sender's task, by
+          each `send`/`send_nowait` while this actor is idle: its task
+          parked on an empty mailbox, so the message would be the next one
+          handled anyway and order is kept. Not to a dormant actor. A
+          message it declines there is queued, and offered again in turn.
+          Time spent there is not in the actor's `busy_seconds`.
+
+        An exception it raises crashes the actor, in its own task, as one
+        raised by `handle` for a `send` would.
 
         An actor that every other task tells something (a hub) saves them
         the wait for its next turn: under load, that turn comes only after

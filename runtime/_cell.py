@@ -32,6 +32,12 @@ class _Pacer:
 _EMPTY: Final = object()
 
 
+def _own_handle_now(cls: type[Actor[Any]]) -> Callable[[Any, Any], bool] | None:
+    """The class's `handle_now`, or None if it only has `Actor`'s (which
+    declines everything)."""
+    return cls.handle_now if cls.handle_now is not Actor.handle_now else None
+
+
 @attrs.define(eq=False, slots=True)
 class _Cell:
     """What outlives an actor instance: its mailbox, counters and place in a tree.
@@ -49,9 +55,10 @@ class _Cell:
     actor: Actor[Any] | None = None
     #: The task handling its messages, while it has one.
     task: Task | None = None
-    #: The class's `handle_now`, if it has one of its own, called with the
-    #: instance (a function shared by every cell of the class, not a bound
-    #: method for each: 64 bytes an idle engine).
+    #: The class's `handle_now`, if it has one of its own and offers it to
+    #: senders (`inline_sends`), called with the instance (a function shared
+    #: by every cell of the class, not a bound method for each: 64 bytes an
+    #: idle engine).
     inline: Callable[[Any, Any], bool] | None = None
     #: The class's `answer_now`, if it has one of its own, likewise.
     answer: Callable[[Any, Any], Any] | None = None
@@ -123,7 +130,8 @@ class _Cell:
         """`actor` is now the instance behind this cell."""
         self.actor = actor
         cls = type(actor)
-        self.inline = cls.handle_now if cls.handle_now is not Actor.handle_now else None
+        now = _own_handle_now(cls)
+        self.inline = now if cls.inline_sends else None
         self.answer = cls.answer_now if cls.answer_now is not Actor.answer_now else None
 
     def handle_inline(self, message: Any) -> bool:
@@ -203,6 +211,7 @@ class _Cell:
         linger = actor.hibernate_after
         lingered = False
         per_turn = actor.messages_per_turn
+        handle_now = _own_handle_now(type(actor))
         batch = 0
         began = perf_counter()
         try:
@@ -245,7 +254,7 @@ class _Cell:
                         if self.current_ask is item:
                             item.reply(result)
                     self.current_ask = None
-                else:
+                elif handle_now is None or not handle_now(actor, item):
                     await handle(item)
                 self.handled += 1
                 batch += 1

@@ -68,7 +68,8 @@ class Mailbox:
         elif len(items) >= self.capacity:
             raise MailboxFull(f"{self.name}'s mailbox is full ({self.capacity} messages)")
         items.append(item)
-        self._wake()
+        if self._receiver is not None or self.on_arrival is not None:
+            self._wake()  # else the consumer is awake already: nothing to do
 
     def put_urgent(self, item: Any) -> None:
         """Queue `item` even past capacity (for notices that must never be

@@ -282,7 +282,8 @@ async def test_a_forwarded_ask_is_never_offered_to_handle_now() -> None:
         target.send_nowait("told")
         await wait_all_tasks_blocked()
 
-        assert answerer.offered == ["told"]  # only what was told
+        # Only what was told: by the send (declined), then in its turn.
+        assert answerer.offered == ["told", "told"]
 
 
 async def test_an_asker_hears_when_answering_its_forwarded_ask_at_once_kills_the_relay() -> None:

@@ -1,4 +1,5 @@
-"""`Actor.handle_now`: an idle actor handling a told message in the sender's task."""
+"""`Actor.handle_now`: a told message handled without awaiting, in the sender's
+task while the actor is idle, else in the actor's own before `handle`."""
 
 from __future__ import annotations
 
@@ -113,13 +114,17 @@ async def test_while_the_actor_is_busy_messages_queue_and_order_is_kept() -> Non
         release.set()
         await wait_all_tasks_blocked()
         await ref.send(Note(3))  # idle again
+        actor_task = log[0].task
 
-    assert [(h.where, h.message) for h in log] == [
-        ("queued", Hold(release)),
-        ("queued", Note(1)),
-        ("queued", Note(2)),
-        ("now", Note(3)),
+    # Queued, each was offered to `handle_now` again in its turn, in the
+    # actor's own task; the last, sent while idle, was handled in ours.
+    assert [(h.where, h.message, h.task) for h in log] == [
+        ("queued", Hold(release), actor_task),
+        ("now", Note(1), actor_task),
+        ("now", Note(2), actor_task),
+        ("now", Note(3), current_task()),
     ]
+    assert actor_task is not current_task()
 
 
 async def test_an_ask_is_never_offered_to_handle_now() -> None:
@@ -144,7 +149,61 @@ async def test_a_dormant_actor_is_woken_rather_than_handled_at_once() -> None:
         await wait_all_tasks_blocked()
         assert ref.statistics().state == "dormant"  # handled, and asleep again
 
-    assert [(h.where, h.message) for h in log] == [("queued", Note(1))]
+    assert [(h.where, h.message) for h in log] == [("now", Note(1))]
+    assert log[0].task is not current_task()  # in the task it was woken with
+
+
+class OwnTaskHub(Hub):
+    """A `Hub` whose `handle_now` is never offered in a sender's task."""
+
+    inline_sends = False
+
+
+async def test_without_inline_sends_handle_now_runs_only_in_the_actors_own_task() -> None:
+    log: list[Handled] = []
+    async with open_actor_system() as system:
+        ref = await system.spawn(lambda: OwnTaskHub(log))
+        await wait_all_tasks_blocked()  # idle: parked on its empty mailbox
+
+        await ref.send(Note(1))
+        ref.send_nowait(Note(2))
+        await ref.send(Later(3))
+        assert log == []  # queued, idle or not
+        assert ref.statistics().mailbox_depth == 3
+        await wait_all_tasks_blocked()
+        assert ref.statistics().messages_handled == 3
+
+    assert [(h.where, h.message) for h in log] == [
+        ("now", Note(1)),
+        ("now", Note(2)),
+        ("queued", Later(3)),  # declined: `handle`, after those before it
+    ]
+    assert len({h.task for h in log}) == 1
+    assert log[0].task is not current_task()
+
+
+async def test_an_exception_in_handle_now_in_the_actors_own_task_crashes_it(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    logs: list[list[Handled]] = []
+
+    def make() -> OwnTaskHub:
+        logs.append([])
+        return OwnTaskHub(logs[-1])
+
+    async with open_actor_system() as system:
+        ref = await system.spawn(make, restart=RestartType.PERMANENT)
+        await wait_all_tasks_blocked()
+
+        await ref.send(Boom())
+        await wait_all_tasks_blocked()
+        assert ref.statistics().restarts == 1
+        await ref.send(Note(1))
+        await wait_all_tasks_blocked()
+
+    assert len(logs) == 2
+    assert [(h.where, h.message) for h in logs[1]] == [("now", Note(1))]
+    assert any("crashed" in r.getMessage() and r.exc_info for r in caplog.records)
 
 
 async def test_an_exception_in_handle_now_crashes_the_actor_in_its_own_task_not_the_sender(
