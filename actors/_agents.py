@@ -44,9 +44,11 @@ class RunContext:
     _emit: Emitter
     _calls: itertools.count[int] = attrs.field(factory=lambda: itertools.count(1), init=False)
 
-    async def thinking(self, text: str) -> None:
-        """Emit `agent_thinking` with `text`."""
-        await self._emit(AGENT_THINKING, {"text": str(text)})
+    def thinking(self, text: str) -> Awaitable[None]:
+        """Emit `agent_thinking` with `text` (await it). The emit itself is
+        what it returns: a run's most frequent call makes no coroutine of
+        its own."""
+        return self._emit(AGENT_THINKING, {"text": str(text)})
 
     async def tool(
         self,

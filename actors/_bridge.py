@@ -9,6 +9,7 @@ import time
 from collections import deque
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
+from functools import partial
 from typing import Any, NamedTuple
 
 import attrs
@@ -33,6 +34,11 @@ class Emit(NamedTuple):
     type: str
     data: dict[str, Any]
     ts: float
+
+
+#: `Emit` from a tuple of its fields, made by `tuple.__new__` itself: a
+#: NamedTuple's own `__new__` is a Python function, a call per event.
+new_emit = partial(tuple.__new__, Emit)
 
 
 @attrs.frozen
@@ -96,6 +102,9 @@ class BridgeActor(Actor[Any]):
     #: Every user's events pass through here: in a burst it must not wait a
     #: whole scheduling round, behind every other task, for each 64.
     messages_per_turn = 1024
+    #: Events are handled in the bridge's own task (`InlineBridgeActor`
+    #: handles them in the emitter's while the bridge is idle).
+    inline_sends = False
 
     def __init__(self, books: StreamBooks, retention: float) -> None:
         self.books = books
@@ -114,7 +123,7 @@ class BridgeActor(Actor[Any]):
             except ActorStopped:
                 return  # the bridge is stopping
 
-    def _handle_at_once(self, message: Any) -> bool:
+    def handle_now(self, message: Any) -> bool:
         """Events and run openings: handled without awaiting anything."""
         if type(message) is Emit:  # nearly every message: no match to try
             user_id, run_id, kind, data, ts = message
@@ -128,8 +137,7 @@ class BridgeActor(Actor[Any]):
         return False
 
     async def handle(self, message: Any) -> Any:
-        if self._handle_at_once(message):
-            return None
+        # Events and run openings never get here: `handle_now` took them.
         books = self.books
         match message:
             case EndOpenRuns(user_id, reason, detail):
@@ -191,8 +199,7 @@ class InlineBridgeActor(BridgeActor):
     Order is kept: an event finding the bridge busy is queued, and so is
     every later one until the bridge is idle again."""
 
-    def handle_now(self, message: Any) -> bool:
-        return self._handle_at_once(message)
+    inline_sends = True
 
 
 @attrs.define(eq=False)

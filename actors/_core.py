@@ -145,7 +145,7 @@ class Core:
 
     def record_delivery(self, emitted_at: float) -> None:
         """Count an event written to a socket, `emitted_at` being its `ts`."""
-        self.delivery_seconds.observe(max(0.0, time.time() - emitted_at))
+        self.delivery_seconds.observe_since(emitted_at)
 
     async def shutdown(self) -> None:
         """Refuse new runs and subscriptions, end live runs with `agent_error`

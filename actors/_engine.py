@@ -13,7 +13,7 @@ import trio
 from runtime import LATER, Actor, ActorRef, ActorStopped, MailboxFull
 
 from ._agents import AgentRegistry, RunContext
-from ._bridge import Emit, OpenRun
+from ._bridge import Emit, OpenRun, new_emit
 from ._context import UserContext
 from ._errors import DuplicateRun, UnknownRun
 from ._events import AGENT_COMPLETED, AGENT_ERROR, AGENT_STARTED
@@ -27,14 +27,14 @@ class RunRecord:
     ctx: UserContext
     agent: str
     input: Any
+    #: The context's, kept here: read a dozen times in a run's life.
+    run_id: str = attrs.field(
+        init=False, default=attrs.Factory(lambda self: self.ctx.run_id, takes_self=True)
+    )
     scope: trio.CancelScope | None = None
     #: Why the run is being ended from outside ("cancelled", "shutdown").
     end_reason: str | None = None
     end_detail: str = ""
-
-    @property
-    def run_id(self) -> str:
-        return self.ctx.run_id
 
 
 @attrs.define(eq=False, slots=True)
@@ -171,7 +171,7 @@ class _RunEmitter:
 
     def __call__(self, type: str, data: dict[str, Any]) -> Awaitable[None]:
         # The bridge's send itself is the awaitable: no frame of our own per event.
-        return self.bridge.send(Emit(self.user_id, self.run_id, type, data, time.time()))
+        return self.bridge.send(new_emit((self.user_id, self.run_id, type, data, time.time())))
 
 
 class EngineActor(Actor[Any]):

@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 from bisect import bisect_left
 from collections import Counter
+from time import time
 from typing import Any
 
 import attrs
@@ -55,6 +56,17 @@ class Histogram:
         self.counts = [0] * (len(self.buckets) + 1)
 
     def observe(self, value: float) -> None:
+        self.counts[bisect_left(self.buckets, value)] += 1
+        self.sum += value
+        self.count += 1
+
+    def observe_since(self, began: float) -> None:
+        """Observe the seconds from `began` (a `time.time()`) to now, or 0
+        if the clock went back: `observe`'s work in one call, for a value
+        taken once an event."""
+        value = time() - began
+        if value < 0.0:
+            value = 0.0
         self.counts[bisect_left(self.buckets, value)] += 1
         self.sum += value
         self.count += 1

@@ -181,9 +181,11 @@ async def _core_user(
     *,
     task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED,
 ) -> None:
+    record_delivery = core.delivery_seconds.observe_since  # as a connection calls it
+
     def deliver_now(event: actors.Event) -> bool:
         frame = text_frame(event.to_json())
-        core.record_delivery(event.ts)
+        record_delivery(event.ts)
         user.take(frame, event.seq, event.type)
         return True
 

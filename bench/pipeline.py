@@ -14,9 +14,10 @@ ready for the socket.
 
   core  `actors.open_core(CoreConfig(max_engines=N + 10))` with the demo
         agents. Each of the N users subscribes with a `deliver_now` that
-        encodes the event (`text_frame(event.to_json())`), calls
-        `core.record_delivery(event.ts)`, counts it and returns True, so
-        nothing is ever queued: as `greenroom serve` delivers when the
+        encodes the event (`text_frame(event.to_json())`), records its
+        delivery latency (`core.record_delivery`, called as a connection
+        calls it: straight to the histogram), counts it and returns True,
+        so nothing is ever queued: as `greenroom serve` delivers when the
         socket takes the frame at once. A run is `core.submit(user, "sleep",
         {"seconds": S, "steps": K})`: the factory, the user's engine, the
         agent, the bridge's numbering and replay window, all of it.
