@@ -243,6 +243,25 @@ def _verdicts(
     return met
 
 
+def overhead_note(ratios: list[float]) -> str | None:
+    """What the rounds' spread says of the overhead verdict: where the 95 %
+    interval for the median ratio (`_report.median_interval`) holds the
+    target, the verdict is within this machine's noise, either way."""
+    interval = _report.median_interval(ratios)
+    if interval is None:
+        return None
+    low, high = interval
+    target = TARGETS["overhead_ratio"][1]
+    spread = f"{low:.2f}-{high:.2f} over {len(ratios)} rounds"
+    if low <= target < high:
+        return (
+            f"overhead_ratio: the 95 % interval for its median ({spread}) holds the "
+            f"target {target:g}: met or missed, the verdict is within the noise"
+        )
+    side = "met" if high <= target else "missed"
+    return f"overhead_ratio: {side} beyond the noise (95 % interval for its median {spread})"
+
+
 def _verdict(met: bool | None) -> str:
     return "not tested" if met is None else "yes" if met else "no"
 

@@ -93,6 +93,29 @@ def median(values: Iterable[float]) -> float:
     return statistics.median(data) if data else math.nan
 
 
+def median_interval(
+    values: Iterable[float], confidence: float = 0.95
+) -> tuple[float, float] | None:
+    """A distribution-free interval that holds the true median with at least
+    `confidence`: the k-th smallest and k-th largest of the values, for the
+    largest k that the binomial law allows (each value falls below the
+    median with probability 1/2). None when there are too few values for
+    any such interval (fewer than 6 at 95 %)."""
+    if not 0 < confidence < 1:
+        raise ValueError(f"confidence must be between 0 and 1, got {confidence!r}")
+    data = sorted(values)
+    n = len(data)
+    below, best = 0.0, 0  # P(at most k - 1 values fall below the median)
+    for k in range(1, n // 2 + 1):
+        below += math.comb(n, k - 1) / 2**n
+        if 1 - 2 * below < confidence:
+            break
+        best = k
+    if best == 0:
+        return None
+    return data[best - 1], data[n - best]
+
+
 def percentile(values: Iterable[float], q: float) -> float:
     """The `q`-th percentile (0..100), linearly interpolated; NaN for no values."""
     if not 0 <= q <= 100:

@@ -48,7 +48,11 @@ default, one with each server first; 1 with --quick), reported as their
 medians; overhead_ratio is then the median of the rounds' own ratios (each
 round measures both servers), listed in the report and as
 overhead_ratio_rounds in the JSON, with which server went first in each
-as rounds_first.
+as rounds_first. From 6 rounds on, the report adds a 95 % interval for
+that median (distribution-free: from the rounds' order statistics;
+overhead_ratio_interval in the JSON) and says whether the target lies
+inside it: a single round's ratio here moves by a tenth either way with
+the machine, so a verdict inside the interval is within the noise.
 
 The client is one trio process speaking RFC 6455 on plain non-blocking
 sockets: trio makes the connections, then all of them sit in one epoll set
@@ -100,6 +104,7 @@ from ._load_report import (
     _rows,
     _verdict,
     _verdicts,
+    overhead_note,
     plot,
     plot_problem,
 )
@@ -210,6 +215,7 @@ def main(argv: list[str] | None = None) -> int:
         if baseline
     ]
     ratio = _report.median(ratios) if ratios else None
+    interval = _report.median_interval(ratios)
     met = _verdicts(g, ratio, asked)
 
     print(
@@ -230,6 +236,8 @@ def main(argv: list[str] | None = None) -> int:
         )
         print(f"overhead_ratio (server CPU per event, greenroom / bare, median of the rounds' "
               f"ratios: {each}) = {ratio:.2f}x")  # fmt: skip
+        if interval is not None:
+            print(f"95 % interval for the median: {interval[0]:.2f}x to {interval[1]:.2f}x")
         print()
     elif ratio is not None:
         gr, br = g["server_cpu_us_per_event"], b["server_cpu_us_per_event"] if b else math.nan
@@ -247,8 +255,9 @@ def main(argv: list[str] | None = None) -> int:
             for name, (op, target) in TARGETS.items()
         ],
     )
-    for note in _notes(g, b, load):
-        print(f"note: {note}")
+    for note in [*_notes(g, b, load), overhead_note(ratios)]:
+        if note is not None:
+            print(f"note: {note}")
     bad = {
         name: found
         for name, found in (("greenroom", g), ("bare", b))
@@ -295,6 +304,7 @@ def main(argv: list[str] | None = None) -> int:
             "violations": g["violations"] + (b["violations"] if b else 0),
             "overhead_ratio": _rounded(ratio) if ratio is not None else None,
             "overhead_ratio_rounds": [_rounded(r) for r in ratios],
+            "overhead_ratio_interval": [_rounded(v) for v in interval] if interval else None,
             "rounds_first": [phase_order(number, baseline)[0] for number in range(1, repeat + 1)],
             "client_saturated": g["client_saturated"],
             "server_saturated": g["server_saturated"],

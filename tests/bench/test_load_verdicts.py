@@ -5,7 +5,8 @@ from __future__ import annotations
 from typing import Any
 
 from bench._load_client import Load
-from bench._load_report import TARGET_LOAD, _load_notes, _verdicts
+from bench._load_report import TARGET_LOAD, _load_notes, _verdicts, overhead_note
+from bench._report import median_interval
 
 
 def _load(users: int = 1000, steps: int = 20, agent: str = "sleep") -> Load:
@@ -67,3 +68,21 @@ def test_a_short_rate_from_a_server_with_cpu_to_spare_is_put_down_to_the_load() 
 def test_a_run_at_another_size_than_the_targets_says_so() -> None:
     assert any("this run has 500" in note for note in _load_notes(_phase(10_500), _load(users=500)))
     assert not any("this run has" in note for note in _load_notes(_phase(23_800), _load(steps=28)))
+
+
+def test_the_median_interval_takes_the_order_statistics_the_binomial_law_allows() -> None:
+    assert median_interval(range(5)) is None  # no interval reaches 95 % with 5
+    assert median_interval(range(6)) == (0, 5)  # 96.9 %
+    assert median_interval(range(8)) == (0, 7)  # the 2nd and 7th would give 93 %
+    assert median_interval([9, 1, 8, 2, 7, 3, 6, 4, 5, 0, 11, 10]) == (2, 9)  # 96.1 %
+    assert median_interval(range(20)) == (5, 14)  # 95.9 %
+    assert median_interval(range(20), confidence=0.99) == (3, 16)  # 99.7 %
+
+
+def test_the_overhead_note_says_whether_the_target_lies_within_the_noise() -> None:
+    assert overhead_note([1.2] * 5) is None  # too few rounds for an interval
+    spread = [1.05, 1.1, 1.15, 1.2, 1.22, 1.3, 1.35, 1.4]
+    note = overhead_note(spread)
+    assert note is not None and "holds the target 1.25" in note and "1.05-1.40" in note
+    assert "met beyond the noise" in str(overhead_note([1.0, 1.05, 1.1, 1.1, 1.2, 1.24]))
+    assert "missed beyond the noise" in str(overhead_note([1.26, 1.3, 1.3, 1.35, 1.4, 1.5]))
