@@ -96,9 +96,13 @@ class FactoryBooks:
         entry.leases += 1
         return entry
 
-    def release(self, user_id: str, now: float) -> None:
-        if user_id in self._entries:
-            entry = self._touch(user_id, now)
+    def release(self, user_id: str, ref: Any, now: float) -> None:
+        """Give back a lease taken on the engine `ref`. Nothing changes if
+        the user's engine is no longer that one: its leases went with it,
+        and the engine that replaced it holds only its own."""
+        entry = self._entries.get(user_id)
+        if entry is not None and entry.ref == ref:
+            self._touch(user_id, now)
             entry.leases = max(0, entry.leases - 1)
 
     def touch(self, user_id: str, now: float) -> EngineEntry:

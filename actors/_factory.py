@@ -38,7 +38,11 @@ class Acquire:
 
 @attrs.frozen
 class Release:
+    """Give back a lease on the user's engine `ref` (not on whatever engine
+    the user has by then)."""
+
     user_id: str
+    ref: ActorRef[Any]
 
 
 @attrs.frozen
@@ -129,8 +133,8 @@ class FactoryActor(Actor[Any]):
                 return None
             case Acquire(user_id, create, lease):
                 return await self._acquire(user_id, create, lease, now)
-            case Release(user_id):
-                books.release(user_id, now)
+            case Release(user_id, ref):
+                books.release(user_id, ref, now)
             case Sweep():
                 for user_id in books.expired(now, _is_idle):
                     # Reaping one waits for its stop, and meanwhile the next
@@ -321,7 +325,7 @@ class EngineFactory:
         try:
             yield engine
         finally:
-            release = Release(ctx.user_id)
+            release = Release(ctx.user_id, engine._ref)
             try:
                 try:
                     self._ref.send_nowait(release)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from contextlib import AsyncExitStack
 from typing import Any
 
 import attrs
@@ -646,3 +647,29 @@ async def test_an_engine_crashing_as_it_is_stopped_still_ends_every_run_once(
         for run_id in queued:
             assert terminal_of(seen, run_id).data["reason"] in ("exception", "shutdown")
         assert not engine.alive and core.factory.metrics().engines_active == 0
+
+
+async def test_leaving_a_scope_whose_engine_was_replaced_leaves_the_new_engines_lease() -> None:
+    async with open_core() as core:
+        factory = core.factory
+        async with AsyncExitStack() as first_scope, AsyncExitStack() as third_scope:
+            first = await first_scope.enter_async_context(
+                factory.user_execution_scope(user("alice"))
+            )
+            assert await factory.cleanup_engine("alice") is True  # first is gone
+            async with factory.user_execution_scope(user("alice")) as second:
+                assert second.alive and not first.alive
+                assert factory.metrics().leases == 1
+            await wait_all_tasks_blocked()  # the release is told, not asked
+            assert factory.metrics().leases == 0
+            third = await third_scope.enter_async_context(
+                factory.user_execution_scope(user("alice"))
+            )
+            assert third.statistics().name == second.statistics().name
+            assert factory.metrics().leases == 1
+
+            await first_scope.aclose()  # gives back its lease on the engine that is gone
+            await wait_all_tasks_blocked()
+
+            assert factory.metrics().leases == 1  # the third's, still held
+            assert third.alive

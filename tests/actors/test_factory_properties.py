@@ -124,12 +124,16 @@ class FactoryBooksMachine(RuleBasedStateMachine):
             self.books.touch(user, self.now)
             self.touch(user)
 
-    @rule(user=st.sampled_from(USERS))
-    def release(self, user: str) -> None:
-        self.books.release(user, self.now)
-        if user in self.model:
-            entry = self.touch(user)
-            entry.leases = max(0, entry.leases - 1)
+    @rule(user=st.sampled_from(USERS), stale=st.booleans())
+    def release(self, user: str, stale: bool) -> None:
+        """A lease given back on the user's engine, or on one that has since
+        been replaced (`stale`): that one changes nothing."""
+        entry = self.books.get(user)
+        ref = object() if stale or entry is None else entry.ref
+        self.books.release(user, ref, self.now)
+        if user in self.model and not stale:
+            model = self.touch(user)
+            model.leases = max(0, model.leases - 1)
 
     @rule(user=st.sampled_from(USERS))
     def add_refuses_a_second_engine_or_one_past_the_limit(self, user: str) -> None:
