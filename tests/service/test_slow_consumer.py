@@ -242,6 +242,10 @@ async def test_events_written_at_once_then_queued_behind_a_full_socket_arrive_in
         events = await read_until_ended(ws, runs=runs)
         await ping(ws)
 
-    assert_stream(events, "alice")
-    assert [e["run_id"] for e in events] == [f"big-{n // 2}" for n in range(2 * runs)]
-    assert types_of(events) == ["agent_started", "agent_completed"] * runs
+    assert_stream(events, "alice")  # in seq order, none missing
+    # Up to four runs run at once, so two runs' events may interleave; each
+    # run's own come in order.
+    by_run: dict[str, list[str]] = {}
+    for event in events:
+        by_run.setdefault(event["run_id"], []).append(event["type"])
+    assert by_run == {f"big-{n}": ["agent_started", "agent_completed"] for n in range(runs)}
