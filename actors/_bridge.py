@@ -37,7 +37,9 @@ class Emit(NamedTuple):
 
 
 #: `Emit` from a tuple of its fields, made by `tuple.__new__` itself: a
-#: NamedTuple's own `__new__` is a Python function, a call per event.
+#: NamedTuple's own `__new__` is a Python function, a call per event. It
+#: does not count the fields: give it all five, in order (the bridge
+#: unpacks them).
 new_emit = partial(tuple.__new__, Emit)
 
 

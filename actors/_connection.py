@@ -215,8 +215,9 @@ class Connection:
                 self._record_delivery(each.ts)
 
     def _deliver_now(self, writer: _Writer, event: Event) -> bool:
-        """Called by the bridge, in its own task: write `event` now if the
-        writer is idle and the socket takes it; never blocks."""
+        """Called by the bridge (in its own task, or under `deliver_inline`
+        in the emitter's): write `event` now if the writer is idle and the
+        socket takes it; never blocks."""
         if not writer.idle or not self.transport.writes_now:
             return False
         unsent = self.transport.send_texts_nowait((event.to_json(),))

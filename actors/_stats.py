@@ -62,8 +62,8 @@ class Histogram:
 
     def observe_since(self, began: float) -> None:
         """Observe the seconds from `began` (a `time.time()`) to now, or 0
-        if the clock went back: `observe`'s work in one call, for a value
-        taken once an event."""
+        if the clock went back. `observe`'s body again rather than a call
+        to it: this runs once an event, and the call was a third of it."""
         value = time() - began
         if value < 0.0:
             value = 0.0

@@ -41,8 +41,9 @@ class Actor(Generic[M]):
     """Base class for actors: override `handle`, and the hooks as needed.
 
     An actor's state is touched only by its own task, one message at a time
-    (`handle_now` and `answer_now`, if the class has them, run in a sender's
-    task, but only while the actor's own is parked between messages).
+    (`answer_now`, and `handle_now` with `inline_sends`, if the class has
+    them, also run in a sender's task, but only while the actor's own is
+    parked between messages).
     The kernel creates instances through the factory given to `spawn`, so a
     restart always starts from a fresh instance.
 
@@ -103,7 +104,9 @@ class Actor(Generic[M]):
           Time spent there is not in the actor's `busy_seconds`.
 
         An exception it raises crashes the actor, in its own task, as one
-        raised by `handle` for a `send` would.
+        raised by `handle` for a `send` would. Notices the kernel tells the
+        actor (`ChildExited`, to a monitor) are offered too: decline what
+        you do not know.
 
         An actor that every other task tells something (a hub) saves them
         the wait for its next turn: under load, that turn comes only after
@@ -297,7 +300,7 @@ class ActorRef(Generic[M]):
         that a task yields once every `YIELD_EVERY` sends, so a loop of sends
         stays fair. If cancelled while waiting for room, nothing was queued.
         An idle actor may handle the message before this returns
-        (`Actor.handle_now`).
+        (`Actor.handle_now`, if its class has `inline_sends`).
         """
         cell = self._cell
         mailbox = cell.mailbox

@@ -130,8 +130,8 @@ class _Cell:
         """`actor` is now the instance behind this cell."""
         self.actor = actor
         cls = type(actor)
-        now = _own_handle_now(cls)
-        self.inline = now if cls.inline_sends else None
+        own = _own_handle_now(cls)
+        self.inline = own if cls.inline_sends else None
         self.answer = cls.answer_now if cls.answer_now is not Actor.answer_now else None
 
     def handle_inline(self, message: Any) -> bool:

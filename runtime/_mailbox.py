@@ -69,7 +69,7 @@ class Mailbox:
             raise MailboxFull(f"{self.name}'s mailbox is full ({self.capacity} messages)")
         items.append(item)
         if self._receiver is not None or self.on_arrival is not None:
-            self._wake()  # else the consumer is awake already: nothing to do
+            self._wake()  # else nobody needs waking: the consumer's task will find it
 
     def put_urgent(self, item: Any) -> None:
         """Queue `item` even past capacity (for notices that must never be

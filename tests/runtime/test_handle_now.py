@@ -242,3 +242,30 @@ async def test_a_stopped_actor_still_refuses_messages() -> None:
             ref.send_nowait(Note(2))
 
     assert log == []
+
+
+class LingeringOwnTaskHub(OwnTaskHub):
+    hibernate = True
+    hibernate_after = 10.0
+
+
+async def test_without_inline_sends_a_lingering_actor_handles_in_its_own_task_and_sleeps_later(
+    autojump_clock: trio.abc.Clock,
+) -> None:
+    log: list[Handled] = []
+    async with open_actor_system() as system:
+        ref = await system.spawn(lambda: LingeringOwnTaskHub(log))
+        assert ref.statistics().state == "dormant"
+
+        await ref.send(Note(1))  # wakes it
+        await wait_all_tasks_blocked()
+        assert ref.statistics().state == "lingering"
+        await ref.send(Note(2))  # lingering: parked, but not offered here
+        assert len(log) == 1
+        await wait_all_tasks_blocked()
+        assert ref.statistics().state == "lingering"
+        await trio.sleep(11)
+        assert ref.statistics().state == "dormant"
+
+    assert [(h.where, h.message) for h in log] == [("now", Note(1)), ("now", Note(2))]
+    assert log[0].task is not current_task() and log[1].task is not current_task()
