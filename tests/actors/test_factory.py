@@ -24,7 +24,7 @@ from actors import (
 from actors._engine import EndAll, EngineActor, Submit
 from actors._factory import FactoryActor, _is_idle
 
-from .kit import audit_lines, read_until_ended, terminal_of, types_of
+from .kit import audit_lines, drain, read_until_ended, terminal_of, types_of
 
 
 def user(user_id: str) -> UserContext:
@@ -507,6 +507,62 @@ async def test_a_lingering_engine_given_a_run_at_once_is_busy_and_keeps_its_room
 
 def factory_messages(core: Any) -> float | None:
     return core.registry.get_sample_value("greenroom_actor_messages_total", {"kind": "factory"})
+
+
+async def test_a_direct_run_waits_for_room_in_a_full_engine_mailbox_and_one_cancelled_leaves_none(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(EngineActor, "mailbox_capacity", 1)
+    gate = trio.Event()
+    handle = EngineActor.handle
+
+    async def held(engine: EngineActor, message: Any) -> Any:
+        if isinstance(message, Submit) and message.input == "held":
+            await gate.wait()  # the engine's task is busy, so its mailbox fills
+        return await handle(engine, message)
+
+    monkeypatch.setattr(EngineActor, "handle", held)
+    results: dict[str, str] = {}
+
+    async def submit(core: Any, ctx: UserContext, input: str) -> None:
+        results[ctx.run_id] = await core.factory.submit(ctx, "echo", input)
+
+    async with open_core() as core, core.subscribe("alice") as events:
+        first, filler = user("alice"), user("alice")
+        waiting, cancelled = user("alice"), user("alice")
+        async with trio.open_nursery() as nursery:
+            # A new user's run goes to the factory, then into the new engine's mailbox.
+            nursery.start_soon(submit, core, first, "held")
+            await wait_all_tasks_blocked()
+            nursery.start_soon(submit, core, filler, "fills the mailbox")  # direct
+            await wait_all_tasks_blocked()
+            engine = await core.factory.lookup("alice")
+            assert engine is not None and engine.statistics().mailbox_depth == 1
+            factory_turns = factory_messages(core)
+
+            give_up = trio.CancelScope()
+
+            async def submit_then_give_up() -> None:
+                with give_up:
+                    await submit(core, cancelled, "gives up")
+
+            nursery.start_soon(submit, core, waiting, "waits for room")
+            nursery.start_soon(submit_then_give_up)
+            await wait_all_tasks_blocked()
+            give_up.cancel()
+            await wait_all_tasks_blocked()
+            assert results == {}  # nobody's run was taken while the engine was held
+            assert factory_messages(core) == factory_turns  # nor sent the factory's way
+            gate.set()
+
+        assert give_up.cancelled_caught
+        assert results == dict.fromkeys([first.run_id, filler.run_id, waiting.run_id], "started")
+        seen = await read_until_ended(events, [first.run_id, filler.run_id, waiting.run_id])
+        await wait_all_tasks_blocked()
+        seen += drain(events)
+    assert cancelled.run_id not in {event.run_id for event in seen}
+    assert terminal_of(seen, waiting.run_id).data["output"] == "waits for room"
+    assert [event.seq for event in seen] == list(range(1, len(seen) + 1))
 
 
 async def test_a_run_for_a_user_with_an_engine_reaches_it_without_the_factorys_turn() -> None:
