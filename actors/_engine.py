@@ -210,14 +210,21 @@ class EngineActor(Actor[Any]):
         self._start(record)
         return admission
 
+    def handle_now(self, message: Any) -> bool:
+        """A run's end: booked (and the next queued run started) in the
+        run's own task while this engine is idle, so that no run's end
+        wakes the engine's task."""
+        if type(message) is not _RunEnded:
+            return False
+        following = self.rules.finished(message.run_id)
+        if following is not None:
+            self._start(following)
+        return True
+
     async def handle(self, message: Any) -> Any:
         match message:
             case Submit(ctx, agent, input):
                 return await self._submit(RunRecord(ctx, agent, input))
-            case _RunEnded(run_id):
-                following = self.rules.finished(run_id)
-                if following is not None:
-                    self._start(following)
             case Cancel(run_id):
                 where, record = self.rules.withdraw(run_id)
                 await self._end(record, "cancelled", "cancelled by the user", where)

@@ -15,7 +15,6 @@ from ._stats import ActorStatistics
 
 if TYPE_CHECKING:
     from ._cell import _Cell
-    from ._mailbox import Mailbox
 
 M = TypeVar("M")
 
@@ -197,12 +196,14 @@ class Actor(Generic[M]):
     def start_task(self, fn: Callable[..., Awaitable[Any]], *args: Any, name: str = "") -> None:
         """Run `fn(*args)` in the actor's nursery.
 
-        When it ends the actor is woken, so a hibernating actor can go dormant
-        once its last task is done. An exception from it crashes the actor.
+        When its last task is done, a hibernating actor lingers for
+        `hibernate_after` seconds and then goes dormant; one waiting on an
+        empty mailbox is not woken for that until the linger is over. An
+        exception from it crashes the actor.
         """
         self.nursery.start_soon(
-            _run_then_poke,
-            self._cell.mailbox,
+            _run_then_notify,
+            self._cell,
             fn,
             args,
             name=name or getattr(fn, "__qualname__", None),
@@ -217,12 +218,12 @@ class Actor(Generic[M]):
         self._cell.request_stop(normal_exit=True)
 
 
-async def _run_then_poke(mailbox: Mailbox, fn: Callable[..., Awaitable[Any]], args: Any) -> None:
-    """An actor's task (`Actor.start_task`): when it ends, its actor is woken."""
+async def _run_then_notify(cell: _Cell, fn: Callable[..., Awaitable[Any]], args: Any) -> None:
+    """An actor's task (`Actor.start_task`): when it ends, its cell is told."""
     try:
         await fn(*args)
     finally:
-        mailbox.poke()
+        cell.task_ended()
 
 
 class _Ask:

@@ -15,10 +15,12 @@ from ._actor import LATER, Actor, ActorRef, ChildExited, _Ask
 from ._exceptions import ActorStopped
 from ._mailbox import Mailbox
 from ._stats import ActorStatistics, KindBooks
+from ._timers import call_at, cancel_call
 
 if TYPE_CHECKING:
     from ._restart import ChildSpec
     from ._supervisor import Supervisor
+    from ._timers import _Sleeper
 
 
 @attrs.define(eq=False, slots=True)
@@ -73,6 +75,12 @@ class _Cell:
     handled: int = 0
     busy_seconds: float = 0.0
     restarts: int = 0
+    #: While the actor waits on its empty mailbox with tasks still running:
+    #: the hibernating actor's `hibernate_after`, for the last task's end
+    #: to start its linger with (`task_ended`); else None.
+    _linger_when_idle: float | None = None
+    #: The linger that `task_ended` started, while the actor still waits.
+    _linger_timer: _Sleeper | None = None
     _done: trio.Event | None = None
 
     def request_stop(self, *, normal_exit: bool = False) -> None:
@@ -170,6 +178,24 @@ class _Cell:
             # it is not idle, and lingers afresh once it is.
             self.state = "running"
 
+    def task_ended(self) -> None:
+        """A task the actor started (`Actor.start_task`) is ending, in that
+        task. If it was the last one of a hibernating actor that waits on
+        its empty mailbox, the actor is idle now: its linger starts here,
+        without waking it, and its task next runs when the linger is over
+        (to go dormant) or a message comes. While other tasks run, the
+        waiting actor is not woken at all. Otherwise it is woken, to see
+        for itself."""
+        linger = self._linger_when_idle
+        if linger is None or not self.mailbox.waiting:
+            self.mailbox.poke()  # not hibernating, or woken already (to stop, say)
+            return
+        assert self.nursery is not None
+        if len(self.nursery.child_tasks) == 1:  # this one, until it returns
+            self._linger_when_idle = None
+            self.state = "lingering"
+            self._linger_timer = call_at(trio.current_time() + linger, self.mailbox.poke)
+
     def wake(self) -> None:
         """A message reached this dormant actor: give it a task again. It
         counts as running from now on, so that a stop requested before
@@ -237,7 +263,18 @@ class _Cell:
                         else:  # a message was handled inline meanwhile
                             lingered = False
                     else:
+                        if hibernate and linger > 0:
+                            self._linger_when_idle = linger
                         await mailbox.wait()
+                        self._linger_when_idle = None
+                        if self._linger_timer is not None:
+                            # The last task ended meanwhile (`task_ended`).
+                            cancel_call(self._linger_timer)
+                            self._linger_timer = None
+                            if self.state == "lingering":
+                                self.state = "running"
+                                lingered = True
+                            # else: a message was handled inline; linger afresh
                     began = perf_counter()
                     batch = 0
                     continue
@@ -263,6 +300,10 @@ class _Cell:
                     await trio.lowlevel.checkpoint()
         finally:
             self.busy_seconds += perf_counter() - began
+            self._linger_when_idle = None
+            if self._linger_timer is not None:
+                cancel_call(self._linger_timer)
+                self._linger_timer = None
 
     def statistics(self) -> ActorStatistics:
         return ActorStatistics(

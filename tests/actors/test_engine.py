@@ -21,6 +21,7 @@ from actors._bridge import BridgeActor, SweepStreams
 from actors._engine import RunRecord
 from runtime import MailboxFull
 
+from ..instruments import Steps
 from .kit import (
     FailingAgent,
     drain,
@@ -332,6 +333,30 @@ async def test_a_run_for_a_lingering_engine_starts_at_once_and_its_events_number
 
     assert types_of(seen) == ["agent_started", "agent_thinking", "agent_completed"]
     assert [e.seq for e in seen] == [3, 4, 5]
+
+
+async def test_a_runs_end_is_booked_in_its_own_task_and_does_not_wake_the_engine(
+    autojump_clock: trio.abc.Clock,
+) -> None:
+    config = CoreConfig(engine_linger=60)
+    async with open_core(config) as core, core.subscribe("alice") as events:
+        run_id = await core.submit("alice", "sleep", sleep(5))
+        engine = await core.factory.lookup("alice")
+        assert engine is not None
+        await wait_all_tasks_blocked()
+        handled = engine.statistics().messages_handled
+        steps = Steps(engine.statistics().name)
+        trio.lowlevel.add_instrument(steps)
+
+        seen = await read_until_ended(events, [run_id])
+        await wait_all_tasks_blocked()
+        trio.lowlevel.remove_instrument(steps)
+
+        stats = engine.statistics()
+        assert (stats.state, stats.messages_handled) == ("lingering", handled + 1)
+        assert steps.count == 0
+        assert core.run_books.active == 0
+    assert types_of(seen)[-1] == "agent_completed"
 
 
 async def test_a_run_for_an_idle_engine_waits_for_room_when_the_bridge_is_full(

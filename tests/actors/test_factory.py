@@ -179,19 +179,21 @@ async def test_a_busy_engine_is_not_reaped_but_its_own_events_are_not_activity(
 ) -> None:
     async with open_core(CoreConfig(idle_timeout=10)) as core, core.subscribe("alice") as events:
         began = trio.current_time()
-        run_id = await core.submit("alice", "sleep", sleep(30, steps=30))
+        # It ends between two sweeps (one every 2.5 s), so that it is seen
+        # alive once idle, however the two are ordered within an instant.
+        run_id = await core.submit("alice", "sleep", sleep(31, steps=31))
         engine = await core.factory.lookup("alice")
         assert engine is not None
 
         seen = await read_until_ended(events, [run_id])
-        assert trio.current_time() - began == 30
-        assert engine.alive  # busy for 30 s, three idle timeouts
+        assert trio.current_time() - began == 31
+        assert engine.alive  # busy for 31 s, three idle timeouts
 
-        await trio.sleep_until(began + 30 + 2.5 + 0.01)  # the next sweep
+        await trio.sleep_until(began + 32.5 + 0.01)  # the next sweep
         assert not engine.alive
         assert core.factory.metrics().engines_reaped_total == {"idle": 1}
 
-    assert types_of(seen).count("agent_thinking") == 30
+    assert types_of(seen).count("agent_thinking") == 31
 
 
 async def test_an_engine_is_held_while_inside_its_user_execution_scope(

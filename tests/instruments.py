@@ -1,0 +1,21 @@
+"""trio instruments the tests watch tasks with."""
+
+from __future__ import annotations
+
+import trio
+
+
+class Steps(trio.abc.Instrument):
+    """Counts the steps of the tasks named `name` (an actor's own task, once
+    it has been woken from dormant), and notes when the first was taken."""
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+        self.count = 0
+        self.first_at: float | None = None
+
+    def before_task_step(self, task: trio.lowlevel.Task) -> None:
+        if task.name == self.name:
+            self.count += 1
+            if self.first_at is None:
+                self.first_at = trio.current_time()

@@ -1,0 +1,141 @@
+"""A hibernating actor's tasks ending while it waits: the last one starts its
+linger without waking it; the others do not wake it at all."""
+
+from __future__ import annotations
+
+from functools import partial
+from typing import Any
+
+import trio
+from trio.testing import wait_all_tasks_blocked
+
+from runtime import ActorRef, RestartType, open_actor_system
+
+from ..instruments import Steps
+from .test_hibernation import Add, Message, SlowSleeper, StartWork
+
+
+async def working(ref: ActorRef[object], *events: trio.Event) -> Steps:
+    """`ref` busy with a task for each of `events`, waiting on its mailbox;
+    its steps counted from here on."""
+    for done in events:
+        assert await ref.ask(StartWork(done)) == "working"
+    await wait_all_tasks_blocked()
+    assert ref.statistics().state == "running"
+    steps = Steps(ref.name)
+    trio.lowlevel.add_instrument(steps)
+    return steps
+
+
+async def test_the_last_task_ending_starts_the_linger_without_waking_the_actor(
+    autojump_clock: trio.abc.Clock,
+) -> None:
+    done = trio.Event()
+    async with open_actor_system() as system:
+        ref = await system.spawn(SlowSleeper)  # lingers 5 s
+        steps = await working(ref, done)
+
+        done.set()
+        await wait_all_tasks_blocked()
+        ended = trio.current_time()
+        assert (ref.statistics().state, steps.count) == ("lingering", 0)
+
+        await trio.sleep(4.9)
+        assert (ref.statistics().state, steps.count) == ("lingering", 0)
+        await trio.sleep(0.2)
+        assert ref.statistics().state == "dormant"
+        assert steps.first_at is not None  # woken at the linger's end, to go dormant
+        assert 5 <= steps.first_at - ended < 5.01
+        trio.lowlevel.remove_instrument(steps)
+        assert await ref.ask(Add(1)) == 1  # and woken again by a message
+
+
+async def test_while_other_tasks_run_a_task_ending_does_not_wake_the_actor(
+    autojump_clock: trio.abc.Clock,
+) -> None:
+    first, second = trio.Event(), trio.Event()
+    async with open_actor_system() as system:
+        ref = await system.spawn(SlowSleeper)
+        steps = await working(ref, first, second)
+
+        first.set()
+        await wait_all_tasks_blocked()
+        assert (ref.statistics().state, steps.count) == ("running", 0)
+        second.set()
+        await wait_all_tasks_blocked()
+        assert (ref.statistics().state, steps.count) == ("lingering", 0)
+        trio.lowlevel.remove_instrument(steps)
+
+
+async def test_a_message_during_that_linger_is_handled_and_the_actor_lingers_afresh(
+    autojump_clock: trio.abc.Clock,
+) -> None:
+    done = trio.Event()
+    async with open_actor_system() as system:
+        ref = await system.spawn(SlowSleeper)
+        steps = await working(ref, done)
+        trio.lowlevel.remove_instrument(steps)
+        done.set()
+        await wait_all_tasks_blocked()
+        ended = trio.current_time()
+
+        await trio.sleep(3)
+        assert await ref.ask(Add(1)) == 1
+        # The linger the task's end started is over at +5, but the message
+        # started a new one, to +8: it does not go dormant in between.
+        await trio.sleep_until(ended + 7.9)
+        assert ref.statistics().state == "lingering"
+        await trio.sleep_until(ended + 8.1)
+        assert ref.statistics().state == "dormant"
+
+
+async def test_stopping_during_that_linger_stops_the_actor_at_once(
+    autojump_clock: trio.abc.Clock,
+) -> None:
+    log: list[str] = []
+    done = trio.Event()
+    async with open_actor_system() as system:
+        ref = await system.spawn(partial(SlowSleeper, log))
+        steps = await working(ref, done)
+        trio.lowlevel.remove_instrument(steps)
+        done.set()
+        await wait_all_tasks_blocked()
+        assert ref.statistics().state == "lingering"
+
+        began = trio.current_time()
+        await ref.stop()
+        assert trio.current_time() == began
+        assert (ref.statistics().state, log) == ("stopped", ["on_stop"])
+        await trio.sleep(10)  # past the linger: nothing wakes it
+        assert ref.statistics().state == "stopped"
+
+
+class SelfStopping(SlowSleeper):
+    """Its task asks for the actor's stop as it ends."""
+
+    async def handle(self, message: Message) -> Any:
+        if isinstance(message, StartWork):
+            self.start_task(self._work_then_stop, message.done)
+            return "working"
+        return await super().handle(message)
+
+    async def _work_then_stop(self, done: trio.Event) -> None:
+        await done.wait()
+        self.stop()
+
+
+async def test_a_stop_asked_for_as_the_last_task_ends_stops_the_actor(
+    autojump_clock: trio.abc.Clock,
+) -> None:
+    log: list[str] = []
+    done = trio.Event()
+    async with open_actor_system() as system:
+        ref = await system.spawn(partial(SelfStopping, log), restart=RestartType.TEMPORARY)
+        steps = await working(ref, done)
+        trio.lowlevel.remove_instrument(steps)
+
+        began = trio.current_time()
+        done.set()
+        await wait_all_tasks_blocked()
+        assert trio.current_time() == began
+        assert (ref.statistics().state, log) == ("stopped", ["on_stop"])
