@@ -75,11 +75,12 @@ class _Cell:
     handled: int = 0
     busy_seconds: float = 0.0
     restarts: int = 0
-    #: While the actor waits on its empty mailbox with tasks still running:
-    #: the hibernating actor's `hibernate_after`, for the last task's end
-    #: to start its linger with (`task_ended`); else None.
+    #: While a hibernating actor waits on its empty mailbox, having had
+    #: tasks running when it began to: its `hibernate_after`, for the linger
+    #: that starts when it becomes idle without being woken (`task_ended`,
+    #: `_handled_inline`); else None.
     _linger_when_idle: float | None = None
-    #: The linger that `task_ended` started, while the actor still waits.
+    #: That linger, once started: the timer that wakes the actor at its end.
     _linger_timer: _Sleeper | None = None
     _done: trio.Event | None = None
 
@@ -177,6 +178,12 @@ class _Cell:
             # It had nothing to do; now it may have (a task it started), so
             # it is not idle, and lingers afresh once it is.
             self.state = "running"
+            if self._linger_timer is not None:  # a linger `task_ended` started
+                cancel_call(self._linger_timer)
+                self._linger_timer = None
+                assert self.nursery is not None
+                if not self.nursery.child_tasks:
+                    self._linger_without_waking()  # idle still: afresh, from now
 
     def task_ended(self) -> None:
         """A task the actor started (`Actor.start_task`) is ending, in that
@@ -186,15 +193,21 @@ class _Cell:
         (to go dormant) or a message comes. While other tasks run, the
         waiting actor is not woken at all. Otherwise it is woken, to see
         for itself."""
-        linger = self._linger_when_idle
-        if linger is None or not self.mailbox.waiting:
+        if self._linger_when_idle is None or not self.mailbox.waiting:
             self.mailbox.poke()  # not hibernating, or woken already (to stop, say)
             return
         assert self.nursery is not None
         if len(self.nursery.child_tasks) == 1:  # this one, until it returns
-            self._linger_when_idle = None
-            self.state = "lingering"
-            self._linger_timer = call_at(trio.current_time() + linger, self.mailbox.poke)
+            self._linger_without_waking()
+
+    def _linger_without_waking(self) -> None:
+        """Start the linger of an actor that waits on its empty mailbox
+        (`_linger_when_idle` is set) and has just become idle: a timer
+        wakes it when the linger is over."""
+        assert self._linger_when_idle is not None and self._linger_timer is None
+        self.state = "lingering"
+        deadline = trio.current_time() + self._linger_when_idle
+        self._linger_timer = call_at(deadline, self.mailbox.poke)
 
     def wake(self) -> None:
         """A message reached this dormant actor: give it a task again. It
@@ -268,13 +281,12 @@ class _Cell:
                         await mailbox.wait()
                         self._linger_when_idle = None
                         if self._linger_timer is not None:
-                            # The last task ended meanwhile (`task_ended`).
+                            # It became idle meanwhile, and lingered since.
                             cancel_call(self._linger_timer)
                             self._linger_timer = None
-                            if self.state == "lingering":
+                            if self.state == "lingering":  # not stopping, say
                                 self.state = "running"
                                 lingered = True
-                            # else: a message was handled inline; linger afresh
                     began = perf_counter()
                     batch = 0
                     continue

@@ -9,9 +9,10 @@ from typing import Any
 import trio
 from trio.testing import wait_all_tasks_blocked
 
-from runtime import ActorRef, RestartType, open_actor_system
+from runtime import ActorRef, ActorSystem, RestartType, open_actor_system
 
 from ..instruments import Steps
+from .test_answer_now import Answered, Later, Question, SleepyOracle, Work
 from .test_hibernation import Add, Message, SlowSleeper, StartWork
 
 
@@ -31,62 +32,65 @@ async def test_the_last_task_ending_starts_the_linger_without_waking_the_actor(
     autojump_clock: trio.abc.Clock,
 ) -> None:
     done = trio.Event()
-    async with open_actor_system() as system:
-        ref = await system.spawn(SlowSleeper)  # lingers 5 s
-        steps = await working(ref, done)
+    with trio.fail_after(60):  # virtual time: a deadlock fails here at once
+        async with open_actor_system() as system:
+            ref = await system.spawn(SlowSleeper)  # lingers 5 s
+            steps = await working(ref, done)
 
-        done.set()
-        await wait_all_tasks_blocked()
-        ended = trio.current_time()
-        assert (ref.statistics().state, steps.count) == ("lingering", 0)
+            done.set()
+            await wait_all_tasks_blocked()
+            ended = trio.current_time()
+            assert (ref.statistics().state, steps.count) == ("lingering", 0)
 
-        await trio.sleep(4.9)
-        assert (ref.statistics().state, steps.count) == ("lingering", 0)
-        await trio.sleep(0.2)
-        assert ref.statistics().state == "dormant"
-        assert steps.first_at is not None  # woken at the linger's end, to go dormant
-        assert 5 <= steps.first_at - ended < 5.01
-        trio.lowlevel.remove_instrument(steps)
-        assert await ref.ask(Add(1)) == 1  # and woken again by a message
+            await trio.sleep(4.9)
+            assert (ref.statistics().state, steps.count) == ("lingering", 0)
+            await trio.sleep(0.2)
+            assert ref.statistics().state == "dormant"
+            assert steps.first_at is not None  # woken at the linger's end, to go dormant
+            assert 5 <= steps.first_at - ended < 5.01
+            trio.lowlevel.remove_instrument(steps)
+            assert await ref.ask(Add(1)) == 1  # and woken again by a message
 
 
 async def test_while_other_tasks_run_a_task_ending_does_not_wake_the_actor(
     autojump_clock: trio.abc.Clock,
 ) -> None:
     first, second = trio.Event(), trio.Event()
-    async with open_actor_system() as system:
-        ref = await system.spawn(SlowSleeper)
-        steps = await working(ref, first, second)
+    with trio.fail_after(60):
+        async with open_actor_system() as system:
+            ref = await system.spawn(SlowSleeper)
+            steps = await working(ref, first, second)
 
-        first.set()
-        await wait_all_tasks_blocked()
-        assert (ref.statistics().state, steps.count) == ("running", 0)
-        second.set()
-        await wait_all_tasks_blocked()
-        assert (ref.statistics().state, steps.count) == ("lingering", 0)
-        trio.lowlevel.remove_instrument(steps)
+            first.set()
+            await wait_all_tasks_blocked()
+            assert (ref.statistics().state, steps.count) == ("running", 0)
+            second.set()
+            await wait_all_tasks_blocked()
+            assert (ref.statistics().state, steps.count) == ("lingering", 0)
+            trio.lowlevel.remove_instrument(steps)
 
 
 async def test_a_message_during_that_linger_is_handled_and_the_actor_lingers_afresh(
     autojump_clock: trio.abc.Clock,
 ) -> None:
     done = trio.Event()
-    async with open_actor_system() as system:
-        ref = await system.spawn(SlowSleeper)
-        steps = await working(ref, done)
-        trio.lowlevel.remove_instrument(steps)
-        done.set()
-        await wait_all_tasks_blocked()
-        ended = trio.current_time()
+    with trio.fail_after(60):
+        async with open_actor_system() as system:
+            ref = await system.spawn(SlowSleeper)
+            steps = await working(ref, done)
+            trio.lowlevel.remove_instrument(steps)
+            done.set()
+            await wait_all_tasks_blocked()
+            ended = trio.current_time()
 
-        await trio.sleep(3)
-        assert await ref.ask(Add(1)) == 1
-        # The linger the task's end started is over at +5, but the message
-        # started a new one, to +8: it does not go dormant in between.
-        await trio.sleep_until(ended + 7.9)
-        assert ref.statistics().state == "lingering"
-        await trio.sleep_until(ended + 8.1)
-        assert ref.statistics().state == "dormant"
+            await trio.sleep(3)
+            assert await ref.ask(Add(1)) == 1
+            # The linger the task's end started is over at +5, but the message
+            # started a new one, to +8: it does not go dormant in between.
+            await trio.sleep_until(ended + 7.9)
+            assert ref.statistics().state == "lingering"
+            await trio.sleep_until(ended + 8.1)
+            assert ref.statistics().state == "dormant"
 
 
 async def test_stopping_during_that_linger_stops_the_actor_at_once(
@@ -94,20 +98,22 @@ async def test_stopping_during_that_linger_stops_the_actor_at_once(
 ) -> None:
     log: list[str] = []
     done = trio.Event()
-    async with open_actor_system() as system:
-        ref = await system.spawn(partial(SlowSleeper, log))
-        steps = await working(ref, done)
-        trio.lowlevel.remove_instrument(steps)
-        done.set()
-        await wait_all_tasks_blocked()
-        assert ref.statistics().state == "lingering"
+    with trio.fail_after(60):
+        async with open_actor_system() as system:
+            ref = await system.spawn(partial(SlowSleeper, log))
+            steps = await working(ref, done)
+            trio.lowlevel.remove_instrument(steps)
+            done.set()
+            await wait_all_tasks_blocked()
+            assert ref.statistics().state == "lingering"
 
-        began = trio.current_time()
-        await ref.stop()
-        assert trio.current_time() == began
-        assert (ref.statistics().state, log) == ("stopped", ["on_stop"])
-        await trio.sleep(10)  # past the linger: nothing wakes it
-        assert ref.statistics().state == "stopped"
+            began = trio.current_time()
+            with trio.fail_after(1):
+                await ref.stop()
+            assert trio.current_time() == began
+            assert (ref.statistics().state, log) == ("stopped", ["on_stop"])
+            await trio.sleep(10)  # past the linger: nothing wakes it
+            assert ref.statistics().state == "stopped"
 
 
 class SelfStopping(SlowSleeper):
@@ -129,13 +135,77 @@ async def test_a_stop_asked_for_as_the_last_task_ends_stops_the_actor(
 ) -> None:
     log: list[str] = []
     done = trio.Event()
-    async with open_actor_system() as system:
-        ref = await system.spawn(partial(SelfStopping, log), restart=RestartType.TEMPORARY)
-        steps = await working(ref, done)
-        trio.lowlevel.remove_instrument(steps)
+    with trio.fail_after(60):
+        async with open_actor_system() as system:
+            ref = await system.spawn(partial(SelfStopping, log), restart=RestartType.TEMPORARY)
+            steps = await working(ref, done)
+            trio.lowlevel.remove_instrument(steps)
 
-        began = trio.current_time()
-        done.set()
-        await wait_all_tasks_blocked()
-        assert trio.current_time() == began
-        assert (ref.statistics().state, log) == ("stopped", ["on_stop"])
+            began = trio.current_time()
+            done.set()
+            await wait_all_tasks_blocked()
+            assert trio.current_time() == began
+            assert (ref.statistics().state, log) == ("stopped", ["on_stop"])
+
+
+async def busy_oracle(system: ActorSystem, log: list[Answered], done: trio.Event) -> ActorRef[Any]:
+    """An oracle (lingers 10 s) busy with a task started by an answer given
+    at once, and past its first linger: it waits on its mailbox, busy."""
+    ref = await system.spawn(partial(SleepyOracle, log))
+    await ref.ask(Later(0))
+    assert await ref.ask(Work(done)) == "working"
+    await trio.sleep(11)
+    assert ref.statistics().state == "running"
+    return ref
+
+
+async def test_an_answer_given_at_once_during_that_linger_starts_it_afresh_without_waking(
+    autojump_clock: trio.abc.Clock,
+) -> None:
+    log: list[Answered] = []
+    done = trio.Event()
+    with trio.fail_after(60):
+        async with open_actor_system() as system:
+            ref = await busy_oracle(system, log, done)
+            steps = Steps(ref.name)
+            trio.lowlevel.add_instrument(steps)
+            done.set()
+            await wait_all_tasks_blocked()
+            ended = trio.current_time()
+            assert ref.statistics().state == "lingering"
+
+            await trio.sleep(3)
+            assert await ref.ask(Question(1)) == 10
+            assert ref.statistics().state == "lingering"
+            await trio.sleep_until(ended + 12.9)  # past the first linger's end
+            assert ref.statistics().state == "lingering"
+            await trio.sleep_until(ended + 13.1)
+            assert ref.statistics().state == "dormant"
+            trio.lowlevel.remove_instrument(steps)
+            assert steps.first_at is not None
+            assert 13 <= steps.first_at - ended < 13.01  # woken only to go dormant
+
+
+async def test_a_task_started_by_an_answer_during_that_linger_is_waited_for_without_waking(
+    autojump_clock: trio.abc.Clock,
+) -> None:
+    log: list[Answered] = []
+    done, more = trio.Event(), trio.Event()
+    with trio.fail_after(60):
+        async with open_actor_system() as system:
+            ref = await busy_oracle(system, log, done)
+            steps = Steps(ref.name)
+            trio.lowlevel.add_instrument(steps)
+            done.set()
+            await trio.sleep(3)
+            assert await ref.ask(Work(more)) == "working"
+            assert ref.statistics().state == "running"
+
+            await trio.sleep(20)  # well past the linger the first task's end began
+            assert (ref.statistics().state, steps.count) == ("running", 0)
+            more.set()
+            await wait_all_tasks_blocked()
+            assert (ref.statistics().state, steps.count) == ("lingering", 0)
+            await trio.sleep(10.1)
+            assert ref.statistics().state == "dormant"
+            trio.lowlevel.remove_instrument(steps)
