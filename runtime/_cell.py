@@ -178,9 +178,7 @@ class _Cell:
             # It had nothing to do; now it may have (a task it started), so
             # it is not idle, and lingers afresh once it is.
             self.state = "running"
-            if self._linger_timer is not None:  # a linger `task_ended` started
-                cancel_call(self._linger_timer)
-                self._linger_timer = None
+            if self._cancel_linger():  # one that `task_ended` started
                 assert self.nursery is not None
                 if not self.nursery.child_tasks:
                     self._linger_without_waking()  # idle still: afresh, from now
@@ -208,6 +206,16 @@ class _Cell:
         self.state = "lingering"
         deadline = trio.current_time() + self._linger_when_idle
         self._linger_timer = call_at(deadline, self.mailbox.poke)
+
+    def _cancel_linger(self) -> bool:
+        """Forget the linger `_linger_without_waking` started, if any;
+        whether there was one."""
+        timer = self._linger_timer
+        if timer is None:
+            return False
+        cancel_call(timer)
+        self._linger_timer = None
+        return True
 
     def wake(self) -> None:
         """A message reached this dormant actor: give it a task again. It
@@ -280,13 +288,10 @@ class _Cell:
                             self._linger_when_idle = linger
                         await mailbox.wait()
                         self._linger_when_idle = None
-                        if self._linger_timer is not None:
-                            # It became idle meanwhile, and lingered since.
-                            cancel_call(self._linger_timer)
-                            self._linger_timer = None
-                            if self.state == "lingering":  # not stopping, say
-                                self.state = "running"
-                                lingered = True
+                        # Idle meanwhile, it has lingered since (unless stopping).
+                        if self._cancel_linger() and self.state == "lingering":
+                            self.state = "running"
+                            lingered = True
                     began = perf_counter()
                     batch = 0
                     continue
@@ -313,9 +318,7 @@ class _Cell:
         finally:
             self.busy_seconds += perf_counter() - began
             self._linger_when_idle = None
-            if self._linger_timer is not None:
-                cancel_call(self._linger_timer)
-                self._linger_timer = None
+            self._cancel_linger()
 
     def statistics(self) -> ActorStatistics:
         return ActorStatistics(

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
+
 import trio
 
 
@@ -19,3 +22,14 @@ class Steps(trio.abc.Instrument):
             self.count += 1
             if self.first_at is None:
                 self.first_at = trio.current_time()
+
+
+@contextmanager
+def counting_steps(name: str) -> Iterator[Steps]:
+    """`Steps` of the tasks named `name`, counted inside the block."""
+    steps = Steps(name)
+    trio.lowlevel.add_instrument(steps)
+    try:
+        yield steps
+    finally:
+        trio.lowlevel.remove_instrument(steps)

@@ -21,7 +21,7 @@ from actors._bridge import BridgeActor, SweepStreams
 from actors._engine import RunRecord
 from runtime import MailboxFull
 
-from ..instruments import Steps
+from ..instruments import counting_steps
 from .kit import (
     FailingAgent,
     drain,
@@ -345,12 +345,9 @@ async def test_a_runs_end_is_booked_in_its_own_task_and_does_not_wake_the_engine
         assert engine is not None
         await wait_all_tasks_blocked()
         handled = engine.statistics().messages_handled
-        steps = Steps(engine.statistics().name)
-        trio.lowlevel.add_instrument(steps)
-
-        seen = await read_until_ended(events, [run_id])
-        await wait_all_tasks_blocked()
-        trio.lowlevel.remove_instrument(steps)
+        with counting_steps(engine.statistics().name) as steps:
+            seen = await read_until_ended(events, [run_id])
+            await wait_all_tasks_blocked()
 
         stats = engine.statistics()
         assert (stats.state, stats.messages_handled) == ("lingering", handled + 1)

@@ -3,6 +3,8 @@ linger without waking it; the others do not wake it at all."""
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from functools import partial
 from typing import Any
 
@@ -11,32 +13,46 @@ from trio.testing import wait_all_tasks_blocked
 
 from runtime import ActorRef, ActorSystem, RestartType, open_actor_system
 
-from ..instruments import Steps
+from ..instruments import counting_steps
 from .test_answer_now import Answered, Later, Question, SleepyOracle, Work
 from .test_hibernation import Add, Message, SlowSleeper, StartWork
 
 
-async def working(ref: ActorRef[object], *events: trio.Event) -> Steps:
-    """`ref` busy with a task for each of `events`, waiting on its mailbox;
-    its steps counted from here on."""
+@asynccontextmanager
+async def actor_system() -> AsyncIterator[ActorSystem]:
+    """An actor system that must be done within a minute: time is virtual,
+    so a deadlock fails at once instead of hanging."""
+    with trio.fail_after(60):
+        async with open_actor_system() as system:
+            yield system
+
+
+async def working(ref: ActorRef[object], *events: trio.Event) -> None:
+    """`ref` busy with a task for each of `events`, waiting on its mailbox."""
     for done in events:
         assert await ref.ask(StartWork(done)) == "working"
     await wait_all_tasks_blocked()
     assert ref.statistics().state == "running"
-    steps = Steps(ref.name)
-    trio.lowlevel.add_instrument(steps)
-    return steps
+
+
+async def lingering_after_its_task(ref: ActorRef[object]) -> float:
+    """`ref`'s only task ended just now: it lingers; returns when it ended."""
+    done = trio.Event()
+    await working(ref, done)
+    done.set()
+    await wait_all_tasks_blocked()
+    assert ref.statistics().state == "lingering"
+    return trio.current_time()
 
 
 async def test_the_last_task_ending_starts_the_linger_without_waking_the_actor(
     autojump_clock: trio.abc.Clock,
 ) -> None:
     done = trio.Event()
-    with trio.fail_after(60):  # virtual time: a deadlock fails here at once
-        async with open_actor_system() as system:
-            ref = await system.spawn(SlowSleeper)  # lingers 5 s
-            steps = await working(ref, done)
-
+    async with actor_system() as system:
+        ref = await system.spawn(SlowSleeper)  # lingers 5 s
+        await working(ref, done)
+        with counting_steps(ref.name) as steps:
             done.set()
             await wait_all_tasks_blocked()
             ended = trio.current_time()
@@ -46,74 +62,59 @@ async def test_the_last_task_ending_starts_the_linger_without_waking_the_actor(
             assert (ref.statistics().state, steps.count) == ("lingering", 0)
             await trio.sleep(0.2)
             assert ref.statistics().state == "dormant"
-            assert steps.first_at is not None  # woken at the linger's end, to go dormant
-            assert 5 <= steps.first_at - ended < 5.01
-            trio.lowlevel.remove_instrument(steps)
-            assert await ref.ask(Add(1)) == 1  # and woken again by a message
+        assert steps.first_at is not None  # woken at the linger's end, to go dormant
+        assert 5 <= steps.first_at - ended < 5.01
+        assert await ref.ask(Add(1)) == 1  # and woken again by a message
 
 
 async def test_while_other_tasks_run_a_task_ending_does_not_wake_the_actor(
     autojump_clock: trio.abc.Clock,
 ) -> None:
     first, second = trio.Event(), trio.Event()
-    with trio.fail_after(60):
-        async with open_actor_system() as system:
-            ref = await system.spawn(SlowSleeper)
-            steps = await working(ref, first, second)
-
+    async with actor_system() as system:
+        ref = await system.spawn(SlowSleeper)
+        await working(ref, first, second)
+        with counting_steps(ref.name) as steps:
             first.set()
             await wait_all_tasks_blocked()
             assert (ref.statistics().state, steps.count) == ("running", 0)
             second.set()
             await wait_all_tasks_blocked()
             assert (ref.statistics().state, steps.count) == ("lingering", 0)
-            trio.lowlevel.remove_instrument(steps)
 
 
 async def test_a_message_during_that_linger_is_handled_and_the_actor_lingers_afresh(
     autojump_clock: trio.abc.Clock,
 ) -> None:
-    done = trio.Event()
-    with trio.fail_after(60):
-        async with open_actor_system() as system:
-            ref = await system.spawn(SlowSleeper)
-            steps = await working(ref, done)
-            trio.lowlevel.remove_instrument(steps)
-            done.set()
-            await wait_all_tasks_blocked()
-            ended = trio.current_time()
+    async with actor_system() as system:
+        ref = await system.spawn(SlowSleeper)
+        ended = await lingering_after_its_task(ref)
 
-            await trio.sleep(3)
-            assert await ref.ask(Add(1)) == 1
-            # The linger the task's end started is over at +5, but the message
-            # started a new one, to +8: it does not go dormant in between.
-            await trio.sleep_until(ended + 7.9)
-            assert ref.statistics().state == "lingering"
-            await trio.sleep_until(ended + 8.1)
-            assert ref.statistics().state == "dormant"
+        await trio.sleep(3)
+        assert await ref.ask(Add(1)) == 1
+        # The linger the task's end started is over at +5, but the message
+        # started a new one, to +8: it does not go dormant in between.
+        await trio.sleep_until(ended + 7.9)
+        assert ref.statistics().state == "lingering"
+        await trio.sleep_until(ended + 8.1)
+        assert ref.statistics().state == "dormant"
 
 
 async def test_stopping_during_that_linger_stops_the_actor_at_once(
     autojump_clock: trio.abc.Clock,
 ) -> None:
     log: list[str] = []
-    done = trio.Event()
-    with trio.fail_after(60):
-        async with open_actor_system() as system:
-            ref = await system.spawn(partial(SlowSleeper, log))
-            steps = await working(ref, done)
-            trio.lowlevel.remove_instrument(steps)
-            done.set()
-            await wait_all_tasks_blocked()
-            assert ref.statistics().state == "lingering"
+    async with actor_system() as system:
+        ref = await system.spawn(partial(SlowSleeper, log))
+        await lingering_after_its_task(ref)
 
-            began = trio.current_time()
-            with trio.fail_after(1):
-                await ref.stop()
-            assert trio.current_time() == began
-            assert (ref.statistics().state, log) == ("stopped", ["on_stop"])
-            await trio.sleep(10)  # past the linger: nothing wakes it
-            assert ref.statistics().state == "stopped"
+        began = trio.current_time()
+        with trio.fail_after(1):
+            await ref.stop()
+        assert trio.current_time() == began
+        assert (ref.statistics().state, log) == ("stopped", ["on_stop"])
+        await trio.sleep(10)  # past the linger: nothing wakes it
+        assert ref.statistics().state == "stopped"
 
 
 class SelfStopping(SlowSleeper):
@@ -135,17 +136,15 @@ async def test_a_stop_asked_for_as_the_last_task_ends_stops_the_actor(
 ) -> None:
     log: list[str] = []
     done = trio.Event()
-    with trio.fail_after(60):
-        async with open_actor_system() as system:
-            ref = await system.spawn(partial(SelfStopping, log), restart=RestartType.TEMPORARY)
-            steps = await working(ref, done)
-            trio.lowlevel.remove_instrument(steps)
+    async with actor_system() as system:
+        ref = await system.spawn(partial(SelfStopping, log), restart=RestartType.TEMPORARY)
+        await working(ref, done)
 
-            began = trio.current_time()
-            done.set()
-            await wait_all_tasks_blocked()
-            assert trio.current_time() == began
-            assert (ref.statistics().state, log) == ("stopped", ["on_stop"])
+        began = trio.current_time()
+        done.set()
+        await wait_all_tasks_blocked()
+        assert trio.current_time() == began
+        assert (ref.statistics().state, log) == ("stopped", ["on_stop"])
 
 
 async def busy_oracle(system: ActorSystem, log: list[Answered], done: trio.Event) -> ActorRef[Any]:
@@ -164,11 +163,9 @@ async def test_an_answer_given_at_once_during_that_linger_starts_it_afresh_witho
 ) -> None:
     log: list[Answered] = []
     done = trio.Event()
-    with trio.fail_after(60):
-        async with open_actor_system() as system:
-            ref = await busy_oracle(system, log, done)
-            steps = Steps(ref.name)
-            trio.lowlevel.add_instrument(steps)
+    async with actor_system() as system:
+        ref = await busy_oracle(system, log, done)
+        with counting_steps(ref.name) as steps:
             done.set()
             await wait_all_tasks_blocked()
             ended = trio.current_time()
@@ -181,9 +178,8 @@ async def test_an_answer_given_at_once_during_that_linger_starts_it_afresh_witho
             assert ref.statistics().state == "lingering"
             await trio.sleep_until(ended + 13.1)
             assert ref.statistics().state == "dormant"
-            trio.lowlevel.remove_instrument(steps)
-            assert steps.first_at is not None
-            assert 13 <= steps.first_at - ended < 13.01  # woken only to go dormant
+        assert steps.first_at is not None
+        assert 13 <= steps.first_at - ended < 13.01  # woken only to go dormant
 
 
 async def test_a_task_started_by_an_answer_during_that_linger_is_waited_for_without_waking(
@@ -191,11 +187,9 @@ async def test_a_task_started_by_an_answer_during_that_linger_is_waited_for_with
 ) -> None:
     log: list[Answered] = []
     done, more = trio.Event(), trio.Event()
-    with trio.fail_after(60):
-        async with open_actor_system() as system:
-            ref = await busy_oracle(system, log, done)
-            steps = Steps(ref.name)
-            trio.lowlevel.add_instrument(steps)
+    async with actor_system() as system:
+        ref = await busy_oracle(system, log, done)
+        with counting_steps(ref.name) as steps:
             done.set()
             await trio.sleep(3)
             assert await ref.ask(Work(more)) == "working"
@@ -208,4 +202,3 @@ async def test_a_task_started_by_an_answer_during_that_linger_is_waited_for_with
             assert (ref.statistics().state, steps.count) == ("lingering", 0)
             await trio.sleep(10.1)
             assert ref.statistics().state == "dormant"
-            trio.lowlevel.remove_instrument(steps)
