@@ -29,6 +29,8 @@ from actors._json import Encoder
 from actors._serve import GC_THRESHOLD, tuned_gc
 from actors._websocket import text_frame
 
+from ._pipeline_tasks import TaskClock
+
 Result = dict[str, float]
 
 #: The encoder `actors.Event.to_json` uses (`actors._json`), so that both
@@ -89,10 +91,14 @@ class Tally:
     cpu_ended: float = 0.0
     wall_ended: float = 0.0
     finished: trio.Event = attrs.Factory(trio.Event)
+    #: Books the window's CPU task by task (`bench.pipeline --tasks`), if given.
+    task_clock: TaskClock | None = None
 
     def begin(self) -> None:
         self.cpu_began = time.process_time()
         self.wall_began = time.perf_counter()
+        if self.task_clock is not None:
+            self.task_clock.start()
 
     def run_ended(self, failed: bool) -> None:
         self.runs_done += 1
@@ -102,6 +108,8 @@ class Tally:
             self.end()
 
     def end(self) -> None:
+        if self.task_clock is not None:
+            self.task_clock.stop()
         self.cpu_ended = time.process_time()
         self.wall_ended = time.perf_counter()
         self.finished.set()
@@ -200,9 +208,9 @@ async def _core_user(
         await user.tally.finished.wait()
 
 
-async def core_round(work: Workload) -> Result:
+async def core_round(work: Workload, task_clock: TaskClock | None = None) -> Result:
     """The workload through `open_core`; each event delivered by `deliver_now`."""
-    tally = Tally(work.users * work.runs_per_user)
+    tally = Tally(work.users * work.runs_per_user, task_clock=task_clock)
     users = [User(f"user-{i:05d}", tally) for i in range(work.users)]
     start = trio.Event()
     config = actors.CoreConfig(max_engines=work.users + 10)
@@ -246,9 +254,9 @@ async def _bare_user(
     await _runs(user, submit, offset, work)
 
 
-async def bare_round(work: Workload) -> Result:
+async def bare_round(work: Workload, task_clock: TaskClock | None = None) -> Result:
     """The workload as plain trio tasks, one per run; no runtime."""
-    tally = Tally(work.users * work.runs_per_user)
+    tally = Tally(work.users * work.runs_per_user, task_clock=task_clock)
     users = [User(f"user-{i:05d}", tally) for i in range(work.users)]
     start = trio.Event()
     async with trio.open_nursery() as nursery:
@@ -260,20 +268,26 @@ async def bare_round(work: Workload) -> Result:
 
 # one measurement --------------------------------------------------------------
 
-VARIANTS: Final[dict[str, Callable[[Workload], Awaitable[Result]]]] = {
+VARIANTS: Final[dict[str, Callable[[Workload, TaskClock | None], Awaitable[Result]]]] = {
     "bare": bare_round,
     "core": core_round,
 }
 
 
-def measure(variant: str, work: Workload, *, virtual_clock: bool = False) -> Result:
+def measure(
+    variant: str,
+    work: Workload,
+    *,
+    virtual_clock: bool = False,
+    task_clock: TaskClock | None = None,
+) -> Result:
     """One round of `variant` ("bare" or "core") in a trio run of its own;
     with `virtual_clock`, on a clock that jumps to the next deadline whenever
     every task waits, so that the same work is scheduled the same way in
-    every run."""
+    every run. `task_clock`, if given, books the measured window task by task."""
     gc.collect()
     clock = trio.testing.MockClock(autojump_threshold=0) if virtual_clock else None
-    return trio.run(VARIANTS[variant], work, clock=clock)
+    return trio.run(VARIANTS[variant], work, task_clock, clock=clock)
 
 
 def _result(work: Workload, tally: Tally, users: list[User]) -> Result:

@@ -2,7 +2,7 @@
 
     python -m bench.pipeline [--users N] [--runs-per-user M] [--seconds S]
                              [--steps K] [--quick] [--json] [--repeat R]
-                             [--virtual-clock] [--variant core|bare]
+                             [--virtual-clock] [--variant core|bare] [--tasks]
 
 `bench.load` prices greenroom end to end over real WebSockets, but most of
 the server CPU per event it reports, greenroom's and the bare server's
@@ -73,6 +73,17 @@ compared that way differ by what the core's changes cost. `--variant core`
 (or `bare`) runs that variant alone, so that a count is the core's own:
 the difference between two sizes (say --runs-per-user 1 and 3) leaves out
 start-up and warm-up and counts the runs alone.
+
+With --tasks, one more round of each variant follows the measured ones, and
+a trio Instrument books each task step of its window to the step's task
+group (`bench/_pipeline_tasks.py`): the core's engines, bridge and factory
+each by name, the runs of its engines as `run`, the users and the bare
+tasks by their functions, trio's waits for I/O and timers apart, and the
+rest (trio's scheduling between steps, with the instrument's own calls)
+last; each group's steps and CPU µs per event. The instrument costs a few
+microseconds a step (two `process_time` calls and trio's hooks; 3-4 µs
+here), so these rounds' totals are above the measured ones, and they are
+left out of the medians and the ratio.
 """
 
 from __future__ import annotations
@@ -87,6 +98,7 @@ import attrs
 
 from . import _report
 from ._pipeline_runs import Result, Workload, measure
+from ._pipeline_tasks import TaskClock
 
 #: (users, runs per user)
 DEFAULT_SIZE = (1_000, 3)
@@ -128,6 +140,38 @@ def run(
                 + "".join(f", {key} {result[key]:,.0f}" for key in FAULTS if result[key])
             )
     return found
+
+
+Tasks = dict[str, dict[str, float]]
+
+
+def run_tasks(
+    work: Workload, virtual_clock: bool, variants: tuple[str, ...]
+) -> dict[str, tuple[Result, Tasks]]:
+    """One more round of each variant, its window booked task by task."""
+    found: dict[str, tuple[Result, Tasks]] = {}
+    for variant in variants:
+        clock = TaskClock()
+        result = measure(variant, work, virtual_clock=virtual_clock, task_clock=clock)
+        found[variant] = (result, clock.per_event(int(result["events"]), result["cpu_s"]))
+        _report.progress(
+            f"[tasks] {variant}: {result['cpu_us_per_event']:.1f} µs CPU/event, instrumented"
+        )
+    return found
+
+
+def print_tasks(found: dict[str, tuple[Result, Tasks]]) -> None:
+    for variant, (result, tasks) in found.items():
+        total = result["cpu_us_per_event"]
+        print(f"\n{LABELS[variant]}, task by task: {total:.1f} µs CPU/event in all, instrumented")
+        _report.print_table(
+            ["task group", "steps/event", "CPU µs/event", "share"],
+            [
+                [group, row["steps_per_event"], row["cpu_us_per_event"],
+                 f"{row['cpu_us_per_event'] / total:.0%}"]
+                for group, row in tasks.items()
+            ],
+        )  # fmt: skip
 
 
 def summarize(found: dict[str, list[Result]], virtual_clock: bool = False) -> dict[str, Any]:
@@ -190,6 +234,9 @@ def main(argv: list[str] | None = None) -> int:
     cli.add_argument("--virtual-clock", action="store_true",
                      help="run on a clock that jumps whenever every task waits: the same "
                      "scheduling every run, for counting instructions")  # fmt: skip
+    cli.add_argument("--tasks", action="store_true",
+                     help="then one more round of each variant, its CPU booked to each task "
+                     "group (engine, bridge, factory, run, ...) by a trio Instrument")  # fmt: skip
     cli.add_argument("--variant", choices=VARIANTS,
                      help="run this variant alone (default: both, and their ratio)")  # fmt: skip
     args = cli.parse_args(argv)
@@ -213,6 +260,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     variants = (args.variant,) if args.variant else VARIANTS
     found = run(work, repeat, args.virtual_clock, variants)
+    tasks = run_tasks(work, args.virtual_clock, variants) if args.tasks else {}
     summary = summarize(found, args.virtual_clock)
     wall = time.perf_counter() - started
     core, bare, ratio = summary.get("core"), summary.get("bare"), summary["core_vs_bare_cpu_ratio"]
@@ -248,6 +296,7 @@ def main(argv: list[str] | None = None) -> int:
             )
         if faults[variant]:
             print(f"{variant}: FAULTS over all rounds: {faults[variant]}")
+    print_tasks(tasks)
     print(f"\nwall time {wall:.1f} s")
 
     if args.json:
@@ -273,6 +322,17 @@ def main(argv: list[str] | None = None) -> int:
                 for variant, results in found.items()
             },
             "ratio_samples": [_rounded(r) for r in summary["ratios"]],
+            "tasks": {
+                variant: {
+                    group: {key: _rounded(value) for key, value in row.items()}
+                    for group, row in rows.items()
+                }
+                for variant, (_, rows) in tasks.items()
+            },
+            "tasks_cpu_us_per_event": {
+                variant: _rounded(found_round["cpu_us_per_event"])
+                for variant, (found_round, _) in tasks.items()
+            },
         }
         _report.print_json(result)
     return 1 if any(faults.values()) else 0

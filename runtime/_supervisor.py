@@ -114,7 +114,7 @@ class Supervisor:
         dormant = _starts_dormant(actor)
         cell = self._enlist(actor, spec, name, mailbox_capacity, monitor, dormant=dormant)
         if not dormant:
-            await nursery.start(self._activation, cell)
+            await nursery.start(self._activation, cell, name=cell.name)
         return ActorRef(cell)
 
     def spawn_dormant(
@@ -312,7 +312,7 @@ class Supervisor:
             del self._children[child]
         else:
             child.revive()
-            await nursery.start(self._activation, child)
+            await nursery.start(self._activation, child, name=child.name)
 
     async def _supervise(
         self,

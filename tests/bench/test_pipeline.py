@@ -6,9 +6,11 @@ import json
 from collections.abc import Awaitable, Callable
 
 import pytest
+import trio
 
 from bench import pipeline
 from bench._pipeline_runs import Result, Workload, bare_round, core_round
+from bench._pipeline_tasks import BETWEEN, TaskClock, task_group
 
 
 @pytest.mark.parametrize("variant", [bare_round, core_round], ids=["bare", "core"])
@@ -68,3 +70,67 @@ def test_one_variant_can_run_alone_and_then_there_is_no_ratio(
     assert result["bare"] is None
     assert result["core_vs_bare_cpu_ratio"] is None
     assert "bare trio tasks" not in out and "core_vs_bare_cpu_ratio (" not in out
+
+
+@pytest.mark.parametrize(
+    ("name", "group"),
+    [
+        ("engine:alice", "engine"),
+        ("bridge", "bridge"),
+        ("run alice/0f3a", "run"),
+        ("bench._pipeline_runs._core_user", "_core_user"),
+        ("greenroom timers", "greenroom timers"),
+        ("<TrioToken.run_sync_soon task>", "<TrioToken.run_sync_soon task>"),
+    ],
+)
+def test_a_task_is_booked_to_its_actor_or_its_function(name: str, group: str) -> None:
+    assert task_group(name) == group
+
+
+def test_with_tasks_each_variant_gets_one_more_round_booked_task_by_task(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    argv = ["--users", "5", "--runs-per-user", "2", "--seconds", "60", "--steps", "3"]
+    status = pipeline.main([*argv, "--repeat", "1", "--json", "--virtual-clock", "--tasks"])
+    out = capsys.readouterr().out
+    result = json.loads(out.splitlines()[-1])
+    assert status == 0
+    core, bare = result["tasks"]["core"], result["tasks"]["bare"]
+
+    # The core's own actors each took steps and CPU; the bare tasks have none of them.
+    for group in ("engine", "bridge", "factory", "run"):
+        assert core[group]["steps_per_event"] > 0 and core[group]["cpu_us_per_event"] > 0
+        assert group not in bare
+    # A run's task steps once to start and once a step of its agent: 4 steps
+    # for 5 events; but for the step that ends the window (the bare run's
+    # last), which is not booked.
+    assert round(core["run"]["steps_per_event"] * 50) in (39, 40)
+    assert round(bare["_bare_run"]["steps_per_event"] * 50) in (39, 40)
+    # What no task took is the rest of the window's CPU, so the groups add up to it.
+    for variant, rows in (("core", core), ("bare", bare)):
+        assert rows[BETWEEN]["cpu_us_per_event"] >= 0
+        booked = sum(row["cpu_us_per_event"] for row in rows.values())
+        total = result["tasks_cpu_us_per_event"][variant]
+        assert booked == pytest.approx(total, rel=1e-3)
+    assert "greenroom core, task by task" in out and "bare trio tasks, no runtime, task by" in out
+
+
+def test_a_task_clock_books_only_between_start_and_stop() -> None:
+    clock = TaskClock()
+
+    async def main() -> None:
+        await trio.sleep(0)  # before the start: not booked
+        clock.start()
+        async with trio.open_nursery() as nursery:
+            for _ in range(3):
+                nursery.start_soon(trio.sleep, 0, name="engine:x")
+        clock.stop()
+        await trio.sleep(0)  # after the stop: not booked
+
+    trio.run(main)
+    # Each of the three tasks: one step to start, one to wake from sleep(0).
+    assert clock.steps["engine"] == 6
+    assert clock.seconds["engine"] >= 0
+    rows = clock.per_event(events=3, cpu_seconds=1.0)
+    assert rows["engine"]["steps_per_event"] == 2
+    assert sum(row["cpu_us_per_event"] for row in rows.values()) == pytest.approx(1e6 / 3)

@@ -9,7 +9,7 @@ import pytest
 import trio
 from trio.testing import wait_all_tasks_blocked
 
-from runtime import Actor, ActorStopped, open_actor_system, raise_if_alone
+from runtime import Actor, ActorStopped, RestartIntensity, open_actor_system, raise_if_alone
 
 
 def count_tasks() -> int:
@@ -172,3 +172,36 @@ def test_raise_if_alone_unwraps_only_a_group_that_holds_nothing_but_the_error() 
     raise_if_alone(ExceptionGroup("two", [error, other]), error)  # both must be seen
     raise_if_alone(ExceptionGroup("not mine", [other]), error)
     raise_if_alone(ExceptionGroup("no block error", [other]), None)
+
+
+class TaskName(Actor[str]):
+    """Answers with the name of the task handling its messages; crashes on "crash"."""
+
+    async def handle(self, message: str) -> str:
+        if message == "crash":
+            raise RuntimeError("asked to")
+        return trio.lowlevel.current_task().name
+
+
+class SleepyTaskName(TaskName):
+    hibernate = True
+
+
+async def test_the_task_serving_an_actor_is_named_after_the_actor() -> None:
+    # So that a trio instrument, a debugger or a profile can tell whose it is.
+    async with open_actor_system() as system:
+        workers = await system.start_supervisor(
+            "workers", intensity=RestartIntensity(max_restarts=0)
+        )
+        started = await workers.spawn(TaskName, name="at-once")
+        woken = await workers.spawn(SleepyTaskName, name="woken")
+        assert woken.statistics().state == "dormant"
+
+        assert await started.ask("name?") == "at-once"
+        assert await woken.ask("name?") == "woken"
+
+        # One crash is over the limit: `workers` restarts, starting its children again.
+        await started.send("crash")
+        await wait_all_tasks_blocked()
+        assert started.statistics().restarts == 0  # restarted with its supervisor, afresh
+        assert await started.ask("name?") == "at-once"
