@@ -4,80 +4,14 @@ from __future__ import annotations
 
 from typing import Any
 
-import attrs
 import pytest
 import trio
-from trio.lowlevel import Task, current_task
+from trio.lowlevel import current_task
 from trio.testing import wait_all_tasks_blocked
 
-from runtime import LATER, YIELD_EVERY, Actor, ActorStopped, open_actor_system
+from runtime import YIELD_EVERY, ActorStopped, open_actor_system
 
-
-@attrs.frozen
-class Question:
-    n: int
-
-
-@attrs.frozen
-class Later:
-    """An ask `answer_now` declines: it goes to the queue and `handle`."""
-
-    n: int
-
-
-@attrs.frozen
-class Hold:
-    """Handled by waiting on `event`: the actor is busy until it is set."""
-
-    event: trio.Event
-
-
-@attrs.frozen
-class Work:
-    """Answered at once, having started a task of the actor's that waits on `done`."""
-
-    done: trio.Event
-
-
-@attrs.frozen
-class Boom:
-    pass
-
-
-@attrs.define
-class Answered:
-    where: str  # "now" (answer_now) or "queued" (handle)
-    message: Any
-    task: Task
-
-
-class Oracle(Actor[Any]):
-    def __init__(self, log: list[Answered]) -> None:
-        self.log = log
-
-    def answer_now(self, message: Any) -> Any:
-        match message:
-            case Boom():
-                raise ValueError("no answer to that")
-            case Question(n):
-                self.log.append(Answered("now", message, current_task()))
-                return n * 10
-            case Work(done):
-                self.log.append(Answered("now", message, current_task()))
-                self.start_task(done.wait)
-                return "working"
-        return LATER
-
-    async def handle(self, message: Any) -> Any:
-        if isinstance(message, Hold):
-            await message.event.wait()
-        self.log.append(Answered("queued", message, current_task()))
-        return "handled"
-
-
-class SleepyOracle(Oracle):
-    hibernate = True
-    hibernate_after = 10.0
+from .hibernating import Answered, Boom, Hold, Later, Oracle, Question, SleepyOracle, Work
 
 
 class Ticker:

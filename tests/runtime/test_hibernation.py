@@ -6,52 +6,13 @@ import gc
 from functools import partial
 from typing import Any
 
-import attrs
 import pytest
 import trio
 from trio.testing import wait_all_tasks_blocked
 
 from runtime import LATER, Actor, RestartType, open_actor_system
 
-
-@attrs.frozen
-class Add:
-    n: int
-
-
-@attrs.frozen
-class StartWork:
-    done: trio.Event
-
-
-@attrs.frozen
-class Crash:
-    pass
-
-
-Message = Add | StartWork | Crash
-
-
-class Sleeper(Actor[Message]):
-    hibernate = True
-
-    def __init__(self, log: list[str] | None = None) -> None:
-        self.total = 0
-        self.log = log if log is not None else []
-
-    async def handle(self, message: Message) -> Any:
-        match message:
-            case Add(n):
-                self.total += n
-                return self.total
-            case StartWork(done):
-                self.start_task(done.wait)
-                return "working"
-            case Crash():
-                raise RuntimeError("crashed on purpose")
-
-    async def on_stop(self) -> None:
-        self.log.append("on_stop")
+from .hibernating import Add, Crash, Sleeper, SlowSleeper, StartWork
 
 
 def count_tasks() -> int:
@@ -204,10 +165,6 @@ async def test_an_awake_actor_that_need_not_wake_to_stop_still_runs_on_stop(
 
         assert ref.statistics().state == "stopped"
         assert log == ["on_stop"]
-
-
-class SlowSleeper(Sleeper):
-    hibernate_after = 5.0
 
 
 async def test_a_lingering_actor_takes_messages_for_a_while_without_a_new_task_then_sleeps(

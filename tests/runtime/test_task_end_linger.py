@@ -14,8 +14,17 @@ from trio.testing import wait_all_tasks_blocked
 from runtime import ActorRef, ActorSystem, RestartType, open_actor_system
 
 from ..instruments import counting_steps
-from .test_answer_now import Answered, Later, Question, SleepyOracle, Work
-from .test_hibernation import Add, Message, SlowSleeper, StartWork
+from .hibernating import (
+    Add,
+    Answered,
+    Later,
+    Message,
+    Question,
+    SleepyOracle,
+    SlowSleeper,
+    StartWork,
+    Work,
+)
 
 
 @asynccontextmanager
