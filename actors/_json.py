@@ -18,6 +18,10 @@ from typing import Any
 _make_c_encoder: Callable[..., Any] | None = getattr(json.encoder, "c_make_encoder", None)
 
 
+#: What a new `Encoder` checks its accelerator on: every kind of value `json` writes.
+_PROBE: Any = {"s": "é\n", "i": -1, "f": 2.5, "l": [None, True, False], "t": (1,), "d": {}}
+
+
 class Encoder:
     """`encode(value)`: `value` as compact ASCII JSON. `default` is called
     for what JSON has no form for; with `allow_nan=False`, a float that is
@@ -31,10 +35,18 @@ class Encoder:
         self._markers: dict[int, Any] = {}
         self._c = None
         if _make_c_encoder is not None:
-            self._c = _make_c_encoder(
-                self._markers, default, encode_basestring_ascii, None, ":", ",", False, False,
-                allow_nan,
-            )  # fmt: skip
+            try:
+                c = _make_c_encoder(
+                    self._markers, default, encode_basestring_ascii, None, ":", ",", False,
+                    False, allow_nan,
+                )  # fmt: skip
+                # The accelerator is private to `json`: should its signature
+                # change, what it writes must still be what `json` writes.
+                if "".join(c(_PROBE, 0)) == self._slow.encode(_PROBE):
+                    self._c = c
+            except Exception:
+                pass  # the standard encoder's own way, slower
+            self._markers.clear()
 
     def encode(self, value: Any) -> str:
         c, markers = self._c, self._markers

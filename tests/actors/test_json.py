@@ -98,3 +98,27 @@ def test_without_the_accelerator_it_writes_the_same(monkeypatch: pytest.MonkeyPa
     assert encoder.encode(value) == _reference(value, repr, False)
     with pytest.raises(ValueError):
         encoder.encode([math.inf])
+
+
+def _refuses(*args: Any) -> Any:
+    raise TypeError("c_make_encoder() takes 10 arguments")
+
+
+def _writes_otherwise(*args: Any) -> Any:
+    return lambda value, level: ["{}"]
+
+
+@pytest.mark.parametrize("accelerator", [_refuses, _writes_otherwise])
+def test_an_accelerator_that_is_not_what_it_was_is_not_used(
+    accelerator: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # `json.encoder.c_make_encoder` is private: a later Python may change it.
+    monkeypatch.setattr("actors._json._make_c_encoder", accelerator)
+    encoder = Encoder(repr)
+
+    assert encoder._c is None  # the standard encoder's way instead
+    assert encoder.encode({"a": [1, 2.5, None]}) == '{"a":[1,2.5,null]}'
+
+
+def test_this_pythons_accelerator_is_used() -> None:
+    assert Encoder(repr)._c is not None
