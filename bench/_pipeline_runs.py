@@ -208,12 +208,16 @@ async def _core_user(
         await user.tally.finished.wait()
 
 
-async def core_round(work: Workload, task_clock: TaskClock | None = None) -> Result:
-    """The workload through `open_core`; each event delivered by `deliver_now`."""
+async def core_round(
+    work: Workload, task_clock: TaskClock | None = None, deliver_inline: bool = False
+) -> Result:
+    """The workload through `open_core`; each event delivered by `deliver_now`
+    (with `deliver_inline`, a core of that setting: events numbered and
+    delivered in the task that emits them while the bridge is idle)."""
     tally = Tally(work.users * work.runs_per_user, task_clock=task_clock)
     users = [User(f"user-{i:05d}", tally) for i in range(work.users)]
     start = trio.Event()
-    config = actors.CoreConfig(max_engines=work.users + 10)
+    config = actors.CoreConfig(max_engines=work.users + 10, deliver_inline=deliver_inline)
     async with actors.open_core(config) as core, trio.open_nursery() as nursery:
         for user, offset in zip(users, work.offsets(), strict=True):
             await nursery.start(_core_user, core, user, offset, work, start)
@@ -254,8 +258,11 @@ async def _bare_user(
     await _runs(user, submit, offset, work)
 
 
-async def bare_round(work: Workload, task_clock: TaskClock | None = None) -> Result:
-    """The workload as plain trio tasks, one per run; no runtime."""
+async def bare_round(
+    work: Workload, task_clock: TaskClock | None = None, deliver_inline: bool = False
+) -> Result:
+    """The workload as plain trio tasks, one per run; no runtime (so no
+    bridge, and `deliver_inline` changes nothing)."""
     tally = Tally(work.users * work.runs_per_user, task_clock=task_clock)
     users = [User(f"user-{i:05d}", tally) for i in range(work.users)]
     start = trio.Event()
@@ -268,7 +275,7 @@ async def bare_round(work: Workload, task_clock: TaskClock | None = None) -> Res
 
 # one measurement --------------------------------------------------------------
 
-VARIANTS: Final[dict[str, Callable[[Workload, TaskClock | None], Awaitable[Result]]]] = {
+VARIANTS: Final[dict[str, Callable[[Workload, TaskClock | None, bool], Awaitable[Result]]]] = {
     "bare": bare_round,
     "core": core_round,
 }
@@ -280,14 +287,16 @@ def measure(
     *,
     virtual_clock: bool = False,
     task_clock: TaskClock | None = None,
+    deliver_inline: bool = False,
 ) -> Result:
     """One round of `variant` ("bare" or "core") in a trio run of its own;
     with `virtual_clock`, on a clock that jumps to the next deadline whenever
     every task waits, so that the same work is scheduled the same way in
-    every run. `task_clock`, if given, books the measured window task by task."""
+    every run. `task_clock`, if given, books the measured window task by
+    task; `deliver_inline` is the core's setting of that name."""
     gc.collect()
     clock = trio.testing.MockClock(autojump_threshold=0) if virtual_clock else None
-    return trio.run(VARIANTS[variant], work, task_clock, clock=clock)
+    return trio.run(VARIANTS[variant], work, task_clock, deliver_inline, clock=clock)
 
 
 def _result(work: Workload, tally: Tally, users: list[User]) -> Result:

@@ -3,6 +3,7 @@
     python -m bench.pipeline [--users N] [--runs-per-user M] [--seconds S]
                              [--steps K] [--quick] [--json] [--repeat R]
                              [--virtual-clock] [--variant core|bare] [--tasks]
+                             [--deliver-inline]
 
 `bench.load` prices greenroom end to end over real WebSockets, but most of
 the server CPU per event it reports, greenroom's and the bare server's
@@ -74,6 +75,11 @@ compared that way differ by what the core's changes cost. `--variant core`
 the difference between two sizes (say --runs-per-user 1 and 3) leaves out
 start-up and warm-up and counts the runs alone.
 
+With --deliver-inline the core is built with that setting (`greenroom serve
+--deliver-inline`): while the bridge is idle, an event is numbered and
+delivered in the task that emits it, not in the bridge's next turn. The
+bare tasks have no bridge, so this changes nothing for them.
+
 With --tasks, one more round of each variant follows the measured ones, and
 a trio Instrument books each task step of its window to the step's task
 group (`bench/_pipeline_tasks.py`): the core's engines, bridge and factory
@@ -123,15 +129,21 @@ def run(
     repeat: int,
     virtual_clock: bool = False,
     variants: tuple[str, ...] = VARIANTS,
+    deliver_inline: bool = False,
 ) -> dict[str, list[Result]]:
     """`repeat` rounds of each of `variants`, interleaved; each one's results."""
     _report.progress("warming up")
     for variant in variants:
-        measure(variant, WARM_UP, virtual_clock=virtual_clock)
+        measure(variant, WARM_UP, virtual_clock=virtual_clock, deliver_inline=deliver_inline)
     found: dict[str, list[Result]] = {variant: [] for variant in variants}
     for number in range(1, repeat + 1):
         for variant in variants:
-            result = measure(variant, work.with_seed(number), virtual_clock=virtual_clock)
+            result = measure(
+                variant,
+                work.with_seed(number),
+                virtual_clock=virtual_clock,
+                deliver_inline=deliver_inline,
+            )
             found[variant].append(result)
             _report.progress(
                 f"[{number}/{repeat}] {variant}: {result['events']:,.0f} events in "
@@ -146,13 +158,19 @@ Tasks = dict[str, dict[str, float]]
 
 
 def run_tasks(
-    work: Workload, virtual_clock: bool, variants: tuple[str, ...]
+    work: Workload, virtual_clock: bool, variants: tuple[str, ...], deliver_inline: bool = False
 ) -> dict[str, tuple[Result, Tasks]]:
     """One more round of each variant, its window booked task by task."""
     found: dict[str, tuple[Result, Tasks]] = {}
     for variant in variants:
         clock = TaskClock()
-        result = measure(variant, work, virtual_clock=virtual_clock, task_clock=clock)
+        result = measure(
+            variant,
+            work,
+            virtual_clock=virtual_clock,
+            task_clock=clock,
+            deliver_inline=deliver_inline,
+        )
         found[variant] = (result, clock.per_event(int(result["events"]), result["cpu_s"]))
         _report.progress(
             f"[tasks] {variant}: {result['cpu_us_per_event']:.1f} µs CPU/event, instrumented"
@@ -234,6 +252,9 @@ def main(argv: list[str] | None = None) -> int:
     cli.add_argument("--virtual-clock", action="store_true",
                      help="run on a clock that jumps whenever every task waits: the same "
                      "scheduling every run, for counting instructions")  # fmt: skip
+    cli.add_argument("--deliver-inline", action="store_true",
+                     help="a core with deliver_inline: each event numbered and delivered in "
+                     "the task that emits it while the bridge is idle")  # fmt: skip
     cli.add_argument("--tasks", action="store_true",
                      help="then one more round of each variant, its CPU booked to each task "
                      "group (engine, bridge, factory, run, ...) by a trio Instrument")  # fmt: skip
@@ -259,8 +280,9 @@ def main(argv: list[str] | None = None) -> int:
         f"events/s), {repeat} round(s)"
     )
     variants = (args.variant,) if args.variant else VARIANTS
-    found = run(work, repeat, args.virtual_clock, variants)
-    tasks = run_tasks(work, args.virtual_clock, variants) if args.tasks else {}
+    inline = args.deliver_inline
+    found = run(work, repeat, args.virtual_clock, variants, inline)
+    tasks = run_tasks(work, args.virtual_clock, variants, inline) if args.tasks else {}
     summary = summarize(found, args.virtual_clock)
     wall = time.perf_counter() - started
     core, bare, ratio = summary.get("core"), summary.get("bare"), summary["core_vs_bare_cpu_ratio"]
@@ -273,7 +295,9 @@ def main(argv: list[str] | None = None) -> int:
         f"greenroom pipeline benchmark, {timestamp}: {work.users:,} users x "
         f"{work.runs_per_user} runs of sleep {json.dumps(work.input)} "
         f"({work.events_per_run} events a run), in process, no sockets, "
-        f"medians of {repeat} round(s)" + (", virtual clock" if args.virtual_clock else "")
+        f"medians of {repeat} round(s)"
+        + (", virtual clock" if args.virtual_clock else "")
+        + (", core with --deliver-inline" if inline else "")
     )
     print()
     _report.print_table(
@@ -307,6 +331,7 @@ def main(argv: list[str] | None = None) -> int:
             "quick": bool(args.quick),
             "repeat": repeat,
             "virtual_clock": bool(args.virtual_clock),
+            "deliver_inline": bool(inline),
             **_report.environment("trio", "attrs"),
             "workload": attrs.asdict(work, filter=lambda a, _: a.name != "seed"),
             "events_per_run": work.events_per_run,

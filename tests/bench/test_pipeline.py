@@ -134,3 +134,25 @@ def test_a_task_clock_books_only_between_start_and_stop() -> None:
     rows = clock.per_event(events=3, cpu_seconds=1.0)
     assert rows["engine"]["steps_per_event"] == 2
     assert sum(row["cpu_us_per_event"] for row in rows.values()) == pytest.approx(1e6 / 3)
+
+
+def test_with_deliver_inline_the_core_delivers_every_event_without_the_bridge_taking_a_step(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    argv = ["--users", "5", "--runs-per-user", "2", "--seconds", "60", "--steps", "3"]
+    found = {}
+    for inline in (False, True):
+        flags = ["--deliver-inline"] if inline else []
+        status = pipeline.main(
+            [*argv, *flags, "--repeat", "1", "--json", "--virtual-clock", "--tasks"]
+        )
+        found[inline] = json.loads(capsys.readouterr().out.splitlines()[-1])
+        assert status == 0
+        assert found[inline]["deliver_inline"] is inline
+        assert found[inline]["faults"] == {"bare": {}, "core": {}}
+        assert found[inline]["core"]["events"] == 5 * 2 * (3 + 2)
+
+    # By default the bridge's task takes about a step an event (nothing else
+    # runs at once here); inline, the events are numbered in the runs' tasks.
+    assert found[False]["tasks"]["core"]["bridge"]["steps_per_event"] > 0.5
+    assert "bridge" not in found[True]["tasks"]["core"]
