@@ -286,6 +286,9 @@ def main(argv: list[str] | None = None) -> int:
     summary = summarize(found, args.virtual_clock)
     wall = time.perf_counter() - started
     core, bare, ratio = summary.get("core"), summary.get("bare"), summary["core_vs_bare_cpu_ratio"]
+    for variant, (result, _) in tasks.items():  # the instrumented rounds count too
+        for key in FAULTS:
+            summary[variant][key] += result[key]
     faults = {
         variant: {key: int(summary[variant][key]) for key in FAULTS if summary[variant][key]}
         for variant in variants

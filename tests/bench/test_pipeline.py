@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Awaitable, Callable
+from typing import Any
 
 import pytest
 import trio
@@ -156,3 +157,23 @@ def test_with_deliver_inline_the_core_delivers_every_event_without_the_bridge_ta
     # runs at once here); inline, the events are numbered in the runs' tasks.
     assert found[False]["tasks"]["core"]["bridge"]["steps_per_event"] > 0.5
     assert "bridge" not in found[True]["tasks"]["core"]
+
+
+def test_a_fault_in_the_instrumented_round_fails_the_command_too(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    measure = pipeline.measure
+
+    def losing_in_the_tasks_round(*args: Any, **kwargs: Any) -> Result:
+        result = measure(*args, **kwargs)
+        if kwargs.get("task_clock") is not None:
+            result["events_lost"] += 1
+        return result
+
+    monkeypatch.setattr(pipeline, "measure", losing_in_the_tasks_round)
+    argv = ["--users", "5", "--runs-per-user", "1", "--seconds", "60", "--steps", "2"]
+    status = pipeline.main([*argv, "--repeat", "1", "--json", "--virtual-clock", "--tasks"])
+    result = json.loads(capsys.readouterr().out.splitlines()[-1])
+
+    assert status == 1
+    assert result["faults"] == {"bare": {"events_lost": 1}, "core": {"events_lost": 1}}
