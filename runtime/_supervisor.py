@@ -192,7 +192,7 @@ class Supervisor:
             concurrent_stop,
         )
         self._children[child] = None
-        await nursery.start(self._supervise, child)
+        await nursery.start(self._supervise, child, name=f"supervisor {child.name}")
         return child
 
     def activate(self, cell: _Cell) -> None:
@@ -307,7 +307,7 @@ class Supervisor:
             if child.restart is RestartType.TEMPORARY:
                 del self._children[child]
             else:
-                await nursery.start(self._supervise, child)
+                await nursery.start(self._supervise, child, name=f"supervisor {child.name}")
         elif child.spec.restart is RestartType.TEMPORARY:
             del self._children[child]
         else:

@@ -9,8 +9,8 @@ import trio
 
 
 class Steps(trio.abc.Instrument):
-    """Counts the steps of the tasks named `name` (an actor's own task, once
-    it has been woken from dormant), and notes when the first was taken."""
+    """Counts the steps of the tasks named `name` (an actor's own task is
+    named after the actor), and notes when the first was taken."""
 
     def __init__(self, name: str) -> None:
         self.name = name

@@ -187,12 +187,26 @@ class SleepyTaskName(TaskName):
     hibernate = True
 
 
-async def test_the_task_serving_an_actor_is_named_after_the_actor() -> None:
+def task_names() -> list[str]:
+    def walk(task: trio.lowlevel.Task) -> list[str]:
+        names = [task.name]
+        for nursery in task.child_nurseries:
+            for child in nursery.child_tasks:
+                names += walk(child)
+        return names
+
+    return walk(trio.lowlevel.current_root_task())
+
+
+async def test_the_task_serving_an_actor_or_a_supervisor_is_named_after_it() -> None:
     # So that a trio instrument, a debugger or a profile can tell whose it is.
     async with open_actor_system() as system:
         workers = await system.start_supervisor(
             "workers", intensity=RestartIntensity(max_restarts=0)
         )
+        await workers.start_supervisor("inner")
+        assert task_names().count("supervisor workers") == 1
+        assert task_names().count("supervisor inner") == 1
         started = await workers.spawn(TaskName, name="at-once")
         woken = await workers.spawn(SleepyTaskName, name="woken")
         assert woken.statistics().state == "dormant"
@@ -200,8 +214,11 @@ async def test_the_task_serving_an_actor_is_named_after_the_actor() -> None:
         assert await started.ask("name?") == "at-once"
         assert await woken.ask("name?") == "woken"
 
-        # One crash is over the limit: `workers` restarts, starting its children again.
+        # One crash is over the limit: `workers` restarts, starting its
+        # children again, the actors and the supervisor.
         await started.send("crash")
         await wait_all_tasks_blocked()
         assert started.statistics().restarts == 0  # restarted with its supervisor, afresh
         assert await started.ask("name?") == "at-once"
+        assert task_names().count("supervisor workers") == 1
+        assert task_names().count("supervisor inner") == 1  # started again by `workers`
