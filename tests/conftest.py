@@ -1,14 +1,12 @@
 """Settings for every test."""
 
-import sys
 import threading
 from typing import Any
 
 import pytest
-import pytest_timeout
 
 
-@pytest.hookimpl(tryfirst=True)
+@pytest.hookimpl(tryfirst=True, optionalhook=True)  # optional: `-p no:timeout` turns it off
 def pytest_timeout_set_timer(item: pytest.Item, settings: Any) -> bool | None:
     """pytest-timeout's thread timer, which also names the test that hung:
     the plugin's own prints the stacks of the threads, and a hung trio test's
@@ -17,7 +15,13 @@ def pytest_timeout_set_timer(item: pytest.Item, settings: Any) -> bool | None:
         return None  # the plugin's own
 
     def expired() -> None:
-        sys.stderr.write(f"\n{item.nodeid} ran longer than {settings.timeout} s\n")
+        import pytest_timeout
+
+        capture = item.config.pluginmanager.getplugin("capturemanager")
+        if capture is not None:
+            capture.suspend_global_capture(item)  # so this is not the test's own output
+        terminal = item.config.get_terminal_writer()
+        terminal.line(f"\n{item.nodeid} ran longer than {settings.timeout} s", red=True)
         pytest_timeout.timeout_timer(item, settings)
 
     timer = threading.Timer(settings.timeout, expired)
