@@ -108,6 +108,10 @@ class Tally:
             self.end()
 
     def end(self) -> None:
+        """Close the window, once: after a timeout closed it, a run that was
+        already woken may still deliver the last terminal event."""
+        if self.finished.is_set():
+            return
         if self.task_clock is not None:
             self.task_clock.stop()
         self.cpu_ended = time.process_time()

@@ -10,7 +10,7 @@ import pytest
 import trio
 
 from bench import pipeline
-from bench._pipeline_runs import Result, Workload, bare_round, core_round
+from bench._pipeline_runs import Result, Tally, Workload, bare_round, core_round
 from bench._pipeline_tasks import BETWEEN, TaskClock, task_group
 
 
@@ -107,34 +107,54 @@ def test_with_tasks_each_variant_gets_one_more_round_booked_task_by_task(
     # last), which is not booked.
     assert round(core["run"]["steps_per_event"] * 50) in (39, 40)
     assert round(bare["_bare_run"]["steps_per_event"] * 50) in (39, 40)
-    # What no task took is the rest of the window's CPU, so the groups add up to it.
+    # What no task took is the rest of the window's CPU (so the groups add up
+    # to it by construction): the tasks' own steps took no more than that.
     for variant, rows in (("core", core), ("bare", bare)):
-        assert rows[BETWEEN]["cpu_us_per_event"] >= 0
         booked = sum(row["cpu_us_per_event"] for row in rows.values())
-        total = result["tasks_cpu_us_per_event"][variant]
-        assert booked == pytest.approx(total, rel=1e-3)
+        assert booked == pytest.approx(result["tasks_cpu_us_per_event"][variant], rel=1e-3)
+        assert BETWEEN in rows
+    # The instrumented rounds are not among the measured ones.
+    for variant in ("core", "bare"):
+        assert len(result["samples"][variant]["cpu_us_per_event"]) == 1
     assert "greenroom core, task by task" in out and "bare trio tasks, no runtime, task by" in out
 
 
 def test_a_task_clock_books_only_between_start_and_stop() -> None:
     clock = TaskClock()
 
-    async def main() -> None:
-        await trio.sleep(0)  # before the start: not booked
-        clock.start()
+    async def three_engines() -> None:
         async with trio.open_nursery() as nursery:
             for _ in range(3):
                 nursery.start_soon(trio.sleep, 0, name="engine:x")
+
+    async def main() -> None:
+        await three_engines()  # before the start: not booked
+        clock.start()
+        await three_engines()
         clock.stop()
-        await trio.sleep(0)  # after the stop: not booked
+        await three_engines()  # after the stop: not booked
 
     trio.run(main)
     # Each of the three tasks: one step to start, one to wake from sleep(0).
     assert clock.steps["engine"] == 6
-    assert clock.seconds["engine"] >= 0
     rows = clock.per_event(events=3, cpu_seconds=1.0)
     assert rows["engine"]["steps_per_event"] == 2
+    # What no group took is the rest of the CPU given.
     assert sum(row["cpu_us_per_event"] for row in rows.values()) == pytest.approx(1e6 / 3)
+
+
+def test_a_window_closes_once_though_a_last_event_comes_after_a_timeout() -> None:
+    async def main() -> Tally:
+        tally = Tally(expected_runs=1, task_clock=TaskClock())
+        tally.begin()
+        tally.end()  # the timeout closed it
+        ended = tally.cpu_ended, tally.wall_ended
+        tally.run_ended(failed=False)  # the last run's terminal event, late
+        assert (tally.cpu_ended, tally.wall_ended) == ended
+        return tally
+
+    tally = trio.run(main)
+    assert tally.runs_done == 1
 
 
 def test_with_deliver_inline_the_core_delivers_every_event_without_the_bridge_taking_a_step(
