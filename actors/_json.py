@@ -10,16 +10,32 @@ from __future__ import annotations
 
 import json
 import json.encoder
+import logging
+import math
 from collections.abc import Callable
 from json.encoder import encode_basestring_ascii
 from typing import Any
 
+log = logging.getLogger("greenroom")
+
 #: None on an interpreter without the C accelerator (as `json` itself has it).
 _make_c_encoder: Callable[..., Any] | None = getattr(json.encoder, "c_make_encoder", None)
 
+#: What a new `Encoder` checks its accelerator on: every kind of value `json`
+#: writes, a key that is not a string, a value only `default` can give a
+#: form to, and floats that are not finite (refused with `allow_nan=False`).
+_PROBES: tuple[Any, ...] = (
+    {"s": "é\n", 1: -1, "f": 2.5, "l": [None, True, False], "t": (1,), "d": {}, "x": {1}},
+    [math.nan],
+    [-math.inf],
+)
 
-#: What a new `Encoder` checks its accelerator on: every kind of value `json` writes.
-_PROBE: Any = {"s": "é\n", "i": -1, "f": 2.5, "l": [None, True, False], "t": (1,), "d": {}}
+
+def _writes(encode: Callable[[Any], str], value: Any) -> str | type[BaseException]:
+    try:
+        return encode(value)
+    except Exception as error:
+        return type(error)
 
 
 class Encoder:
@@ -35,17 +51,25 @@ class Encoder:
         self._markers: dict[int, Any] = {}
         self._c = None
         if _make_c_encoder is not None:
+            # The accelerator is private to `json`: should a later Python
+            # change it, it is used only if it still writes what `json`
+            # writes, and refuses what `json` refuses.
             try:
                 c = _make_c_encoder(
                     self._markers, default, encode_basestring_ascii, None, ":", ",", False,
                     False, allow_nan,
                 )  # fmt: skip
-                # The accelerator is private to `json`: should its signature
-                # change, what it writes must still be what `json` writes.
-                if "".join(c(_PROBE, 0)) == self._slow.encode(_PROBE):
+                if all(self._agrees(c, value) for value in _PROBES):
                     self._c = c
             except Exception:
-                pass  # the standard encoder's own way, slower
+                pass
+            if self._c is None:
+                log.warning("json's C encoder is not what it was: encoding the slower way")
+
+    def _agrees(self, c: Any, value: Any) -> bool:
+        try:
+            return _writes(lambda v: "".join(c(v, 0)), value) == _writes(self._slow.encode, value)
+        finally:
             self._markers.clear()
 
     def encode(self, value: Any) -> str:

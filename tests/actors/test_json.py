@@ -100,6 +100,9 @@ def test_without_the_accelerator_it_writes_the_same(monkeypatch: pytest.MonkeyPa
         encoder.encode([math.inf])
 
 
+_real_accelerator = json.encoder.c_make_encoder  # type: ignore[attr-defined]
+
+
 def _refuses(*args: Any) -> Any:
     raise TypeError("c_make_encoder() takes 10 arguments")
 
@@ -108,17 +111,27 @@ def _writes_otherwise(*args: Any) -> Any:
     return lambda value, level: ["{}"]
 
 
-@pytest.mark.parametrize("accelerator", [_refuses, _writes_otherwise])
+def _ignores_allow_nan(*args: Any) -> Any:
+    return _real_accelerator(*args[:-1], True)
+
+
+@pytest.mark.parametrize("accelerator", [_refuses, _writes_otherwise, _ignores_allow_nan])
 def test_an_accelerator_that_is_not_what_it_was_is_not_used(
-    accelerator: Any, monkeypatch: pytest.MonkeyPatch
+    accelerator: Any, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:
     # `json.encoder.c_make_encoder` is private: a later Python may change it.
     monkeypatch.setattr("actors._json._make_c_encoder", accelerator)
-    encoder = Encoder(repr)
+    encoder = Encoder(repr, allow_nan=False)
 
     assert encoder._c is None  # the standard encoder's way instead
+    assert "encoding the slower way" in caplog.text
     assert encoder.encode({"a": [1, 2.5, None]}) == '{"a":[1,2.5,null]}'
+    with pytest.raises(ValueError):
+        encoder.encode([math.nan])
 
 
-def test_this_pythons_accelerator_is_used() -> None:
-    assert Encoder(repr)._c is not None
+@pytest.mark.parametrize("allow_nan", [True, False])
+def test_this_pythons_accelerator_is_used(allow_nan: bool) -> None:
+    encoder = Encoder(repr, allow_nan=allow_nan)
+    assert encoder._c is not None
+    assert not encoder._markers  # the checks left nothing behind
