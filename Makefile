@@ -38,6 +38,7 @@ bench: $(STAMP)
 	$(BIN)/python -m bench.kernel --quick
 	$(BIN)/python -m bench.factory --quick
 	$(BIN)/python -m bench.pipeline --quick
+	$(BIN)/python -m bench.bridge --quick
 	$(BIN)/python -m bench.load --quick
 
 clean:
