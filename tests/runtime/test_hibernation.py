@@ -292,14 +292,20 @@ class QuickSleeper(Sleeper):
         return False
 
 
+def _objects_alive() -> int:
+    """Tracked objects alive once every cycle is gone: garbage with a
+    finalizer, left by an earlier test, may take more than one collection."""
+    while gc.collect():
+        pass
+    return len(gc.get_objects())
+
+
 async def _objects_per_dormant_actor(cls: type[Sleeper], n: int = 500) -> float:
     async with open_actor_system() as system:
         supervisor = await system.start_supervisor(cls.__name__)
-        gc.collect()
-        before = len(gc.get_objects())
+        before = _objects_alive()
         refs = [supervisor.spawn_dormant(cls) for _ in range(n)]
-        gc.collect()
-        per_actor = (len(gc.get_objects()) - before) / n
+        per_actor = (_objects_alive() - before) / n
         assert all(ref.statistics().state == "dormant" for ref in refs)
         return per_actor
 
@@ -310,4 +316,6 @@ async def test_answering_and_handling_at_once_cost_a_dormant_actor_nothing() -> 
     plain = await _objects_per_dormant_actor(Sleeper)
     quick = await _objects_per_dormant_actor(QuickSleeper)
 
-    assert quick == plain
+    # Whole objects per actor: meanwhile a thread an earlier test left (trio's
+    # worker threads linger a while) may end and free a few, in all.
+    assert round(quick) == round(plain)
