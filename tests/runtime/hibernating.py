@@ -1,6 +1,6 @@
-"""Hibernating actors and messages that the hibernation, answer_now and
-linger tests share: `Sleeper`s, which hibernate, and `Oracle`s, which answer
-asks in the asker's task."""
+"""Hibernating actors and messages that the hibernation, answer_now,
+handle_now and linger tests share: `Sleeper`s, which hibernate, and
+`Oracle`s, which answer asks in the asker's task."""
 
 from __future__ import annotations
 
@@ -64,7 +64,8 @@ class Question:
 
 @attrs.frozen
 class Later:
-    """An ask `answer_now` declines: it goes to the queue and `handle`."""
+    """A message `answer_now` or `handle_now` declines: it goes to the queue
+    and `handle`."""
 
     n: int
 
@@ -78,7 +79,7 @@ class Hold:
 
 @attrs.frozen
 class Work:
-    """Answered at once, having started a task of the actor's that waits on `done`."""
+    """Handled at once, having started a task of the actor's that waits on `done`."""
 
     done: trio.Event
 
@@ -89,14 +90,14 @@ class Boom:
 
 
 @attrs.define
-class Answered:
-    where: str  # "now" (answer_now) or "queued" (handle)
+class Handled:
+    where: str  # "now" (answer_now, handle_now) or "queued" (handle)
     message: Any
     task: Task
 
 
 class Oracle(Actor[Any]):
-    def __init__(self, log: list[Answered]) -> None:
+    def __init__(self, log: list[Handled]) -> None:
         self.log = log
 
     def answer_now(self, message: Any) -> Any:
@@ -104,10 +105,10 @@ class Oracle(Actor[Any]):
             case Boom():
                 raise ValueError("no answer to that")
             case Question(n):
-                self.log.append(Answered("now", message, current_task()))
+                self.log.append(Handled("now", message, current_task()))
                 return n * 10
             case Work(done):
-                self.log.append(Answered("now", message, current_task()))
+                self.log.append(Handled("now", message, current_task()))
                 self.start_task(done.wait)
                 return "working"
         return LATER
@@ -115,7 +116,7 @@ class Oracle(Actor[Any]):
     async def handle(self, message: Any) -> Any:
         if isinstance(message, Hold):
             await message.event.wait()
-        self.log.append(Answered("queued", message, current_task()))
+        self.log.append(Handled("queued", message, current_task()))
         return "handled"
 
 

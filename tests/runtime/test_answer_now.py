@@ -11,7 +11,7 @@ from trio.testing import wait_all_tasks_blocked
 
 from runtime import YIELD_EVERY, ActorStopped, open_actor_system
 
-from .hibernating import Answered, Boom, Hold, Later, Oracle, Question, SleepyOracle, Work
+from .hibernating import Boom, Handled, Hold, Later, Oracle, Question, SleepyOracle, Work
 
 
 class Ticker:
@@ -27,7 +27,7 @@ class Ticker:
 
 
 async def test_an_idle_actor_answers_an_ask_in_the_askers_task_without_yielding() -> None:
-    log: list[Answered] = []
+    log: list[Handled] = []
     ticker = Ticker()
     async with open_actor_system() as system, trio.open_nursery() as nursery:
         ref = await system.spawn(lambda: Oracle(log))
@@ -39,14 +39,14 @@ async def test_an_idle_actor_answers_an_ask_in_the_askers_task_without_yielding(
         assert await ref.ask(Question(4)) == 40
 
         assert ticker.ticks == ticks  # nobody else ran in between
-        assert log == [Answered("now", Question(4), current_task())]
+        assert log == [Handled("now", Question(4), current_task())]
         assert ref.statistics().messages_handled == 1
         assert ref.statistics().mailbox_depth == 0
         nursery.cancel_scope.cancel()
 
 
 async def test_an_ask_it_declines_is_answered_by_handle_in_the_actors_own_task() -> None:
-    log: list[Answered] = []
+    log: list[Handled] = []
     async with open_actor_system() as system:
         ref = await system.spawn(lambda: Oracle(log))
         await wait_all_tasks_blocked()
@@ -58,7 +58,7 @@ async def test_an_ask_it_declines_is_answered_by_handle_in_the_actors_own_task()
 
 
 async def test_while_the_actor_is_busy_asks_queue_behind_and_order_is_kept() -> None:
-    log: list[Answered] = []
+    log: list[Handled] = []
     async with open_actor_system() as system, trio.open_nursery() as nursery:
         ref = await system.spawn(lambda: Oracle(log))
         await wait_all_tasks_blocked()
@@ -86,7 +86,7 @@ async def test_while_the_actor_is_busy_asks_queue_behind_and_order_is_kept() -> 
 
 
 async def test_a_told_message_is_never_offered_to_answer_now() -> None:
-    log: list[Answered] = []
+    log: list[Handled] = []
     async with open_actor_system() as system:
         ref = await system.spawn(lambda: Oracle(log))
         await wait_all_tasks_blocked()
@@ -98,7 +98,7 @@ async def test_a_told_message_is_never_offered_to_answer_now() -> None:
 
 
 async def test_a_dormant_actor_is_woken_and_answers_from_handle() -> None:
-    log: list[Answered] = []
+    log: list[Handled] = []
     async with open_actor_system() as system:
         ref = await system.spawn(lambda: SleepyOracle(log))
         assert ref.statistics().state == "dormant"
@@ -110,7 +110,7 @@ async def test_a_dormant_actor_is_woken_and_answers_from_handle() -> None:
 
 
 async def test_an_exception_from_answer_now_is_the_askers_and_the_actor_carries_on() -> None:
-    log: list[Answered] = []
+    log: list[Handled] = []
     async with open_actor_system() as system:
         ref = await system.spawn(lambda: Oracle(log))
         await wait_all_tasks_blocked()
@@ -124,7 +124,7 @@ async def test_an_exception_from_answer_now_is_the_askers_and_the_actor_carries_
 
 
 async def test_a_loop_of_asks_answered_at_once_still_yields_every_yield_every() -> None:
-    log: list[Answered] = []
+    log: list[Handled] = []
     ticker = Ticker()
     async with open_actor_system() as system, trio.open_nursery() as nursery:
         ref = await system.spawn(lambda: Oracle(log))
@@ -144,7 +144,7 @@ async def test_a_loop_of_asks_answered_at_once_still_yields_every_yield_every() 
 async def test_answering_at_once_while_lingering_keeps_the_actor_awake_for_a_fresh_linger(
     autojump_clock: trio.abc.Clock,
 ) -> None:
-    log: list[Answered] = []
+    log: list[Handled] = []
     async with open_actor_system() as system:
         ref = await system.spawn(lambda: SleepyOracle(log))
         await ref.ask(Later(0))  # wakes it; it lingers 10 s from now
@@ -164,7 +164,7 @@ async def test_answering_at_once_while_lingering_keeps_the_actor_awake_for_a_fre
 async def test_a_task_started_answering_at_once_makes_a_lingering_actor_busy_until_it_ends(
     autojump_clock: trio.abc.Clock,
 ) -> None:
-    log: list[Answered] = []
+    log: list[Handled] = []
     async with open_actor_system() as system:
         ref = await system.spawn(lambda: SleepyOracle(log))
         await ref.ask(Later(0))
@@ -186,7 +186,7 @@ async def test_a_task_started_answering_at_once_makes_a_lingering_actor_busy_unt
 
 
 async def test_a_stopped_actor_refuses_asks_and_answers_none_at_once() -> None:
-    log: list[Answered] = []
+    log: list[Handled] = []
     async with open_actor_system() as system:
         ref = await system.spawn(lambda: Oracle(log))
         await wait_all_tasks_blocked()

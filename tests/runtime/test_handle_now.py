@@ -8,41 +8,17 @@ from typing import Any
 import attrs
 import pytest
 import trio
-from trio.lowlevel import Task, current_task
+from trio.lowlevel import current_task
 from trio.testing import wait_all_tasks_blocked
 
 from runtime import Actor, ActorStopped, RestartType, open_actor_system
+
+from .hibernating import Boom, Handled, Hold, Later
 
 
 @attrs.frozen
 class Note:
     n: int
-
-
-@attrs.frozen
-class Later:
-    """A message `handle_now` declines: it goes to the queue and `handle`."""
-
-    n: int
-
-
-@attrs.frozen
-class Hold:
-    """Handled by waiting on `event`: the actor is busy until it is set."""
-
-    event: trio.Event
-
-
-@attrs.frozen
-class Boom:
-    pass
-
-
-@attrs.define
-class Handled:
-    where: str  # "now" (handle_now) or "queued" (handle)
-    message: Any
-    task: Task
 
 
 class Hub(Actor[Any]):

@@ -16,7 +16,7 @@ from runtime import ActorRef, ActorSystem, RestartType, open_actor_system
 from ..instruments import counting_steps
 from .hibernating import (
     Add,
-    Answered,
+    Handled,
     Later,
     Message,
     Question,
@@ -156,7 +156,7 @@ async def test_a_stop_asked_for_as_the_last_task_ends_stops_the_actor(
         assert (ref.statistics().state, log) == ("stopped", ["on_stop"])
 
 
-async def busy_oracle(system: ActorSystem, log: list[Answered], done: trio.Event) -> ActorRef[Any]:
+async def busy_oracle(system: ActorSystem, log: list[Handled], done: trio.Event) -> ActorRef[Any]:
     """An oracle (lingers 10 s) busy with a task started by an answer given
     at once, and past its first linger: it waits on its mailbox, busy."""
     ref = await system.spawn(partial(SleepyOracle, log))
@@ -170,7 +170,7 @@ async def busy_oracle(system: ActorSystem, log: list[Answered], done: trio.Event
 async def test_an_answer_given_at_once_during_that_linger_starts_it_afresh_without_waking(
     autojump_clock: trio.abc.Clock,
 ) -> None:
-    log: list[Answered] = []
+    log: list[Handled] = []
     done = trio.Event()
     async with actor_system() as system:
         ref = await busy_oracle(system, log, done)
@@ -194,7 +194,7 @@ async def test_an_answer_given_at_once_during_that_linger_starts_it_afresh_witho
 async def test_a_task_started_by_an_answer_during_that_linger_is_waited_for_without_waking(
     autojump_clock: trio.abc.Clock,
 ) -> None:
-    log: list[Answered] = []
+    log: list[Handled] = []
     done, more = trio.Event(), trio.Event()
     async with actor_system() as system:
         ref = await busy_oracle(system, log, done)
