@@ -87,9 +87,10 @@ class SweepStreams:
 def sweeps_in(seconds: float, retention: float) -> int:
     """How many of the bridge's stream sweeps (one every `retention / 2`
     seconds) make `seconds`; as good as endless for `math.inf`."""
-    if seconds == math.inf:
+    sweeps = seconds / retention * 2
+    if sweeps >= 1 << 62:  # math.inf among them
         return 1 << 62
-    return max(1, math.ceil(seconds / (retention / 2)))
+    return max(1, math.ceil(sweeps))
 
 
 class BridgeActor(Actor[Any]):

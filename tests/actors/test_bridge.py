@@ -11,7 +11,7 @@ import trio
 from trio.testing import wait_all_tasks_blocked
 
 from actors import Agent, CoreConfig, Event, Gap, InvalidResume, RunContext, open_core
-from actors._bridge import Emit
+from actors._bridge import Emit, sweeps_in
 
 from .kit import Recorder, drain, read_until_ended, terminal_of, types_of
 
@@ -427,3 +427,25 @@ async def test_deliver_now_is_not_offered_replayed_events(
 
     assert [e.seq for e in replayed] == [1, 2]
     assert offered == [3, 4]
+
+
+@pytest.mark.parametrize(
+    ("seconds", "retention", "sweeps"),
+    [
+        (86_400.0, 600.0, 288),
+        (1.0, 600.0, 1),
+        (float("inf"), 600.0, 1 << 62),
+        (1e308, 1e-10, 1 << 62),
+    ],
+)
+def test_sweeps_in_counts_sweeps_and_is_endless_past_what_an_int_holds(
+    seconds: float, retention: float, sweeps: int
+) -> None:
+    # 1e308 s of retention over sweeps every 5e-11 s is more sweeps than a
+    # float holds: it raised OverflowError when the core opened.
+    assert sweeps_in(seconds, retention) == sweeps
+
+
+async def test_a_core_opens_with_the_longest_seq_retention_and_the_shortest_sweeps() -> None:
+    async with open_core(CoreConfig(seq_retention=1e308, replay_retention=1e-10)) as core:
+        assert core.last_seq("alice") == 0
