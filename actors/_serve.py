@@ -37,6 +37,18 @@ def _whole_number(instance: object, attribute: attrs.Attribute[int], value: int)
         raise InvalidRequest(f"{attribute.name} must be a whole number >= 0, got {value!r}")
 
 
+#: The most `gc.set_threshold` takes (a C int).
+GC_THRESHOLD_MAX = 2**31 - 1
+
+
+def _gc_threshold(instance: object, attribute: attrs.Attribute[int], value: int) -> None:
+    _whole_number(instance, attribute, value)
+    if value > GC_THRESHOLD_MAX:
+        raise InvalidRequest(
+            f"{attribute.name} must be at most {GC_THRESHOLD_MAX:,} (Python's limit), got {value!r}"
+        )
+
+
 def _port(instance: object, attribute: attrs.Attribute[int], value: int) -> None:
     if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= 65535:
         raise InvalidRequest(f"port must be a whole number from 0 to 65535, got {value!r}")
@@ -55,7 +67,12 @@ class ServeOptions:
     write_timeout: float = attrs.field(default=30.0, validator=_seconds)
     shutdown_timeout: float = attrs.field(default=10.0, validator=_seconds_or_zero)
     #: See `tuned_gc`; 0 leaves Python's garbage collector as it is.
-    gc_threshold: int = attrs.field(default=GC_THRESHOLD, validator=_whole_number)
+    gc_threshold: int = attrs.field(default=GC_THRESHOLD, validator=_gc_threshold)
+
+
+def authority(host: str, port: int) -> str:
+    """`host:port` as a URL writes it: an IPv6 address in brackets."""
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
 
 
 @attrs.define(eq=False)
@@ -72,8 +89,7 @@ class RunningServer:
 
     @property
     def url(self) -> str:
-        host, port = self.address
-        return f"ws://{host}:{port}/ws"
+        return f"ws://{authority(*self.address)}/ws"
 
 
 @asynccontextmanager
@@ -162,19 +178,23 @@ async def serve(
                 file=sys.stderr,
             )
             return 1
-        # Tuned once serving (what start-up built is frozen) until the last
-        # socket is closed: the shutdown allocates as much as a busy minute.
-        with tuned_gc(options.gc_threshold):
-            try:
-                host, port = running.address
+        closed = False
+        try:
+            # Tuned once serving (what start-up built is frozen) until the last
+            # socket is closed: the shutdown allocates as much as a busy minute.
+            with tuned_gc(options.gc_threshold):
                 print(
-                    f"greenroom serving on http://{host}:{port} (WebSocket: {running.url})",
+                    f"greenroom serving on http://{authority(*running.address)} "
+                    f"(WebSocket: {running.url})",
                     flush=True,
                 )
                 async for signum in received:
                     log.info("received %s: shutting down", signal.Signals(signum).name)
                     break
-            finally:
+                closed = True
+                await server.__aexit__(None, None, None)
+        finally:
+            if not closed:  # whatever failed, the server still shuts down in order
                 await server.__aexit__(None, None, None)
     log.info("stopped")
     return 0

@@ -169,34 +169,71 @@ def _build_parser() -> argparse.ArgumentParser:
     chat = commands.add_parser(
         "chat",
         help="talk to an agent and watch its events live",
+        usage="%(prog)s [-h] [--agent AGENT] [--url URL] user [message ...] [-- message ...]",
         description=(
-            "Connect as USER and run an agent. With MESSAGE, run once and exit when it ends; "
-            "without, each line you type is a run. Input that parses as JSON is sent as JSON."
+            "Connect as USER and run an agent. With MESSAGE, run once, print that run's "
+            "events and exit when it ends. Without, each line read is a run, shown with its "
+            "run id (for /cancel); at the end of the input, chat waits for the runs it "
+            "started to end. Input that parses as JSON is sent as JSON. A message that "
+            "starts with '-' goes after '--'."
+        ),
+        epilog=(
+            "Exit status: 0 if every run completed; 1 if one ended in agent_error, a request "
+            "was refused, or the connection failed or closed; 2 for bad arguments."
         ),
     )
     chat.add_argument("user", help="the user to chat as (a token is minted for it)")
     chat.add_argument(
-        "message", nargs="*", help="a message to send once (omit for interactive use)"
+        "message",
+        nargs="*",
+        default=[],
+        help="a message to send once (omit for interactive use)",
     )
     chat.add_argument(
         "--agent", default="echo", help="agent to run: echo, calc, sleep (default %(default)s)"
     )
     chat.add_argument(
         "--url",
+        type=_ws_url,
         default=f"ws://{DEFAULT_HOST}:{DEFAULT_PORT}/ws",
-        help="service URL (default %(default)s)",
+        help="service URL, ws:// or wss:// (an IPv6 host in []; default %(default)s)",
     )
     return parser
 
 
+def _ws_url(text: str) -> str:
+    from ._chat import check_url
+
+    try:
+        return check_url(text)
+    except ValueError as error:
+        raise argparse.ArgumentTypeError(str(error)) from None
+
+
+def _split_message(argv: Sequence[str]) -> tuple[list[str], list[str]]:
+    """`chat`'s arguments, and the words after its `--` (message words even
+    if they start with '-'); other commands' arguments are left whole."""
+    words = list(argv)
+    if "chat" not in words or "--" not in words or words.index("--") < words.index("chat"):
+        return words, []
+    split = words.index("--")
+    return words[:split], words[split + 1 :]
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = _build_parser()
-    args, extra = parser.parse_known_args(argv)
-    if extra:
-        # `chat USER --agent calc 2+3*4`: words after the options are the message.
-        if args.command != "chat" or any(word.startswith("-") for word in extra):
-            parser.error(f"unrecognized arguments: {' '.join(extra)}")
-        args.message = [*args.message, *extra]
+    words, after_dashes = _split_message(sys.argv[1:] if argv is None else argv)
+    args, extra = parser.parse_known_args(words)
+    # `chat USER --agent calc 2+3*4`: words after the options are the message.
+    if extra and args.command != "chat":
+        parser.error(f"unrecognized arguments: {' '.join(extra)}")
+    if options := [word for word in extra if _looks_like_an_option(word)]:
+        parser.error(
+            f"unrecognized arguments: {' '.join(options)} "
+            "(a message that starts with '-' goes after '--')"
+        )
+    if args.command == "chat":
+        args.message = [*args.message, *extra, *after_dashes]
     try:
         match args.command:
             case "serve":
@@ -217,6 +254,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         return 130
     return 2
+
+
+def _looks_like_an_option(word: str) -> bool:
+    """`--name` or `-x`: not message text such as `-5+3`."""
+    return word.startswith("--") or (len(word) > 1 and word[0] == "-" and word[1].isalpha())
 
 
 def _client_secret() -> str:

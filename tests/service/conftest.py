@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
@@ -9,6 +10,8 @@ import pytest
 import trio
 
 from actors import RunningServer, ServeOptions, TokenSigner, open_server
+from actors._auth import DEV_SECRET
+from actors.cli import SECRET_ENV
 
 from .kit import SECRET, ServerHandle, hold_server
 
@@ -29,6 +32,21 @@ async def server(signer: TokenSigner) -> AsyncIterator[RunningServer]:
     """The demo service with default options, until the test ends."""
     async with open_server(ServeOptions(host="127.0.0.1", port=0), signer) as running:
         yield running
+
+
+@pytest.fixture
+def env() -> dict[str, str]:
+    """The environment of a subprocess, without a signing secret."""
+    env = {key: value for key, value in os.environ.items() if key != SECRET_ENV}
+    env["PYTHONUNBUFFERED"] = "1"
+    return env
+
+
+@pytest.fixture
+async def dev_server() -> AsyncIterator[RunningServer]:
+    """A server that verifies with the development secret, as `chat` mints."""
+    async with open_server(ServeOptions(host="127.0.0.1", port=0), TokenSigner(DEV_SECRET)) as s:
+        yield s
 
 
 @pytest.fixture

@@ -10,8 +10,10 @@ instead of hanging the suite.
 from __future__ import annotations
 
 import json
+import sys
 from collections.abc import AsyncIterator, Callable, Iterable
 from contextlib import asynccontextmanager
+from pathlib import Path
 from typing import Any
 
 import attrs
@@ -32,6 +34,9 @@ from actors import (
 from actors._wire import WireServer, open_listening_socket
 
 SECRET = "service-tests-secret-0123456789abcdef"
+ROOT = Path(__file__).resolve().parents[2]
+#: The `greenroom` command, as a subprocess of this interpreter.
+GREENROOM = [sys.executable, "-m", "actors.cli"]
 TERMINAL = ("agent_completed", "agent_error")
 #: Seconds any single wait may take before a test fails.
 PATIENCE = 5.0

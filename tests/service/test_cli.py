@@ -8,12 +8,10 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import re
 import signal
 import subprocess
 import sys
-from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
@@ -21,30 +19,13 @@ import trio
 from hypothesis import given
 from hypothesis import strategies as st
 
-from actors import CoreConfig, InvalidRequest, RunningServer, ServeOptions, TokenSigner, open_server
+from actors import CoreConfig, InvalidRequest, ServeOptions, TokenSigner
 from actors._auth import DEV_SECRET
 from actors.cli import SECRET_ENV, _build_parser, _LogFormatter, _serve_options, main
 
-from .kit import PATIENCE, connect, ping, read_until_closed, receive, run
+from .kit import GREENROOM, PATIENCE, ROOT, connect, ping, read_until_closed, receive, run
 
-ROOT = Path(__file__).resolve().parents[2]
-GREENROOM = [sys.executable, "-m", "actors.cli"]
 SERVING = re.compile(r"greenroom serving on http://(?P<host>[\d.]+):(?P<port>\d+)")
-
-
-@pytest.fixture
-def env() -> dict[str, str]:
-    """The environment of a subprocess, without a signing secret."""
-    env = {key: value for key, value in os.environ.items() if key != SECRET_ENV}
-    env["PYTHONUNBUFFERED"] = "1"
-    return env
-
-
-@pytest.fixture
-async def dev_server() -> AsyncIterator[RunningServer]:
-    """A server that verifies with the development secret, as `chat` mints."""
-    async with open_server(ServeOptions(host="127.0.0.1", port=0), TokenSigner(DEV_SECRET)) as s:
-        yield s
 
 
 async def _first_line(stream: trio.abc.ReceiveStream) -> str:
@@ -105,6 +86,36 @@ async def test_sigterm_ends_live_runs_with_shutdown_closes_1001_and_exits_0(
     )
     assert audited, text
     assert json.loads(audited[1])["event"] == "run_started"
+
+
+async def test_serve_on_an_ipv6_host_prints_urls_with_the_host_in_brackets(
+    env: dict[str, str],
+) -> None:
+    process = await trio.lowlevel.open_process(
+        [*GREENROOM, "serve", "--dev", "--host", "::1", "--port", "0"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        env=env,
+        cwd=ROOT,
+    )
+    try:
+        assert process.stdout is not None
+        line = await _first_line(process.stdout)
+        found = re.fullmatch(
+            r"greenroom serving on http://\[::1\]:(\d+) \(WebSocket: (ws://\[::1\]:\1/ws)\)", line
+        )
+        assert found, line
+        async with connect(found[2], TokenSigner(DEV_SECRET).mint("alice")) as ws:
+            await ping(ws)  # the printed URL is one a client can use
+        process.send_signal(signal.SIGTERM)
+        with trio.fail_after(PATIENCE):
+            status = await process.wait()
+    finally:
+        if process.returncode is None:
+            process.kill()
+            await process.wait()
+
+    assert status == 0
 
 
 @given(st.lists(st.floats(min_value=0, max_value=4e9), min_size=1, max_size=20))
@@ -199,63 +210,6 @@ async def test_the_installed_greenroom_script_runs(env: dict[str, str]) -> None:
     assert b"serve" in result.stdout and b"token" in result.stdout and b"chat" in result.stdout
 
 
-async def test_chat_runs_an_agent_once_and_prints_its_events_readably(
-    dev_server: RunningServer, env: dict[str, str]
-) -> None:
-    result = await trio.run_process(
-        [*GREENROOM, "chat", "alice", "--url", dev_server.url, "--agent", "calc", "2+3*4"],
-        env=env,
-        cwd=ROOT,
-        capture_stdout=True,
-        capture_stderr=True,
-        check=False,
-    )
-
-    assert result.returncode == 0, result.stderr.decode()
-    lines = result.stdout.decode().splitlines()
-    assert len(lines) == 5, lines
-    assert lines[0].startswith("[1]") and "calc started" in lines[0] and "2+3*4" in lines[0]
-    assert lines[1].startswith("[2]") and "evaluating 2+3*4" in lines[1]
-    assert lines[2].startswith("[3]") and "calculate" in lines[2]
-    assert lines[3].startswith("[4]") and "→ 14" in lines[3]
-    assert lines[4].startswith("[5]") and "completed → 14" in lines[4]
-    assert dev_server.core.last_seq("alice") == 5
-
-
-async def test_chat_with_a_token_the_server_refuses_says_so_and_exits_1(
-    server: RunningServer, env: dict[str, str]
-) -> None:
-    result = await trio.run_process(
-        [*GREENROOM, "chat", "alice", "--url", server.url, "hello"],
-        env=env,
-        cwd=ROOT,
-        capture_stdout=True,
-        capture_stderr=True,
-        check=False,
-    )
-
-    assert result.returncode == 1
-    assert "4401" in result.stderr.decode()
-    assert server.core.last_seq("alice") == 0
-
-
-async def test_a_chat_user_sees_only_their_own_events(
-    dev_server: RunningServer, env: dict[str, str]
-) -> None:
-    async with connect(dev_server.url, TokenSigner(DEV_SECRET).mint("bob")) as bob:
-        result = await trio.run_process(
-            [*GREENROOM, "chat", "alice", "--url", dev_server.url, "hi"],
-            env=env,
-            cwd=ROOT,
-            capture_stdout=True,
-        )
-        # Bob's next message is the pong: none of alice's events reached him.
-        await ping(bob)
-
-    assert b"completed" in result.stdout
-    assert dev_server.core.last_seq("bob") == 0
-
-
 def test_every_serve_flag_reaches_the_options_it_names() -> None:
     args = _build_parser().parse_args(
         [
@@ -309,6 +263,8 @@ def test_every_serve_flag_reaches_the_options_it_names() -> None:
         (["--write-timeout", "0"], "write_timeout must be a number of seconds > 0"),
         (["--write-timeout", "nan"], "write_timeout must be a number of seconds > 0"),
         (["--max-message-bytes", "0"], "max_message_bytes must be a whole number >= 1"),
+        (["--gc-threshold", "-1"], "gc_threshold must be a whole number >= 0"),
+        (["--gc-threshold", "2147483648"], "gc_threshold must be at most 2,147,483,647"),
     ],
 )
 def test_a_bad_serve_flag_is_refused_before_anything_listens(
