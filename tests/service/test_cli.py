@@ -12,7 +12,10 @@ import re
 import signal
 import subprocess
 import sys
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from pathlib import Path
+from typing import Any
 
 import pytest
 import trio
@@ -38,38 +41,46 @@ async def _first_line(stream: trio.abc.ReceiveStream) -> str:
     return data.split(b"\n", 1)[0].decode()
 
 
-async def test_sigterm_ends_live_runs_with_shutdown_closes_1001_and_exits_0(
-    env: dict[str, str], tmp_path: Path
-) -> None:
-    log = (tmp_path / "serve.log").open("wb")
+@asynccontextmanager
+async def _serving(
+    env: dict[str, str], *flags: str, stderr: Any
+) -> AsyncIterator[tuple[trio.Process, str]]:
+    """`greenroom serve --dev --port 0 FLAGS` as a subprocess, and the first
+    line it printed; killed on the way out if it has not exited."""
     process = await trio.lowlevel.open_process(
-        [*GREENROOM, "serve", "--dev", "--port", "0"],
+        [*GREENROOM, "serve", "--dev", "--port", "0", *flags],
         stdout=subprocess.PIPE,
-        stderr=log,
+        stderr=stderr,
         env=env,
         cwd=ROOT,
     )
     try:
         assert process.stdout is not None
-        line = await _first_line(process.stdout)
-        found = SERVING.search(line)
-        assert found, line
-        url = f"ws://{found['host']}:{found['port']}/ws"
-
-        async with connect(url, TokenSigner(DEV_SECRET).mint("alice")) as ws:
-            await run(ws, "sleep", {"seconds": 60, "steps": 60}, run_id="long")
-            assert (await receive(ws))["type"] == "agent_started"
-
-            process.send_signal(signal.SIGTERM)
-            messages, code = await read_until_closed(ws)
-
-        with trio.fail_after(PATIENCE):
-            status = await process.wait()
+        yield process, await _first_line(process.stdout)
     finally:
         if process.returncode is None:
             process.kill()
             await process.wait()
-        log.close()
+
+
+async def test_sigterm_ends_live_runs_with_shutdown_closes_1001_and_exits_0(
+    env: dict[str, str], tmp_path: Path
+) -> None:
+    with (tmp_path / "serve.log").open("wb") as log:
+        async with _serving(env, stderr=log) as (process, line):
+            found = SERVING.search(line)
+            assert found, line
+            url = f"ws://{found['host']}:{found['port']}/ws"
+
+            async with connect(url, TokenSigner(DEV_SECRET).mint("alice")) as ws:
+                await run(ws, "sleep", {"seconds": 60, "steps": 60}, run_id="long")
+                assert (await receive(ws))["type"] == "agent_started"
+
+                process.send_signal(signal.SIGTERM)
+                messages, code = await read_until_closed(ws)
+
+            with trio.fail_after(PATIENCE):
+                status = await process.wait()
 
     assert [m["type"] for m in messages] == ["agent_error"]
     assert messages[0]["run_id"] == "long"
@@ -91,16 +102,7 @@ async def test_sigterm_ends_live_runs_with_shutdown_closes_1001_and_exits_0(
 async def test_serve_on_an_ipv6_host_prints_urls_with_the_host_in_brackets(
     env: dict[str, str],
 ) -> None:
-    process = await trio.lowlevel.open_process(
-        [*GREENROOM, "serve", "--dev", "--host", "::1", "--port", "0"],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.DEVNULL,
-        env=env,
-        cwd=ROOT,
-    )
-    try:
-        assert process.stdout is not None
-        line = await _first_line(process.stdout)
+    async with _serving(env, "--host", "::1", stderr=subprocess.DEVNULL) as (process, line):
         found = re.fullmatch(
             r"greenroom serving on http://\[::1\]:(\d+) \(WebSocket: (ws://\[::1\]:\1/ws)\)", line
         )
@@ -110,10 +112,6 @@ async def test_serve_on_an_ipv6_host_prints_urls_with_the_host_in_brackets(
         process.send_signal(signal.SIGTERM)
         with trio.fail_after(PATIENCE):
             status = await process.wait()
-    finally:
-        if process.returncode is None:
-            process.kill()
-            await process.wait()
 
     assert status == 0
 
