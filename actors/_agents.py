@@ -25,7 +25,9 @@ class Agent:
 
     Set `name` (lower case, digits, `_.-`, at most 64 characters) and
     implement `run`. Whatever `run` returns is the run's output; an exception
-    ends the run with `agent_error` (reason "exception").
+    ends the run with `agent_error` (reason "exception"), and so does any
+    other error it raises but trio's cancellation and Ctrl-C (`SystemExit`,
+    say): it ends that run only.
     """
 
     name: ClassVar[str] = ""

@@ -174,6 +174,15 @@ class _RunEmitter:
         return self.bridge.send(new_emit((self.user_id, self.run_id, type, data, time.time())))
 
 
+def _passes_through(error: BaseException) -> bool:
+    """Whether `error` from an agent must go on up through its run's task:
+    trio's cancellation, Ctrl-C and a closing coroutine, alone or in a group
+    (an agent's own nursery), are the task's, not the run's to report."""
+    if isinstance(error, BaseExceptionGroup):
+        return any(_passes_through(inner) for inner in error.exceptions)
+    return isinstance(error, trio.Cancelled | KeyboardInterrupt | GeneratorExit)
+
+
 class EngineActor(Actor[Any]):
     """Runs one user's agent runs in its own nursery.
 
@@ -300,13 +309,19 @@ class EngineActor(Actor[Any]):
                 data = {"reason": outcome, "detail": detail}
         except Exception as error:
             data = {"reason": "exception", "detail": f"{type(error).__name__}: {error}"}
-        except BaseException:
-            # Cancelled past the run's own scope: the engine's nursery is being
-            # cancelled. If the run was ended on purpose (shutdown), say so.
-            if record.end_reason is not None:
-                outcome = record.end_reason
-                data = {"reason": outcome, "detail": record.end_detail}
-            raise
+        except BaseException as error:
+            if not _passes_through(error):
+                # SystemExit, or an agent's own BaseException: this run's
+                # failure, not the server's.
+                data = {"reason": "exception", "detail": f"{type(error).__name__}: {error}"}
+            else:
+                # Cancelled past the run's own scope: the engine's nursery is
+                # being cancelled (or Ctrl-C). If the run was ended on purpose
+                # (shutdown), say so.
+                if record.end_reason is not None:
+                    outcome = record.end_reason
+                    data = {"reason": outcome, "detail": record.end_detail}
+                raise
         finally:
             seconds = trio.current_time() - began
             data["duration_ms"] = round(seconds * 1000.0, 3)

@@ -196,9 +196,15 @@ class Supervisor:
         return child
 
     def activate(self, cell: _Cell) -> None:
-        """Start a task for a dormant child (called when a message arrives)."""
+        """Start a task for a dormant child (called when a message arrives).
+        If this supervisor's nursery has closed under it (torn down by an
+        error that is not an `Exception`), the child stops instead, failing
+        what waits in its mailbox, rather than staying awake with no task."""
         assert self._nursery is not None
-        self._nursery.start_soon(self._activation, cell, name=cell.name)
+        try:
+            self._nursery.start_soon(self._activation, cell, name=cell.name)
+        except RuntimeError:  # "Nursery is closed to new arrivals"
+            self._forget(cell, None)
 
     def stopped_dormant(self, cell: _Cell) -> None:
         """A dormant child that need not wake to stop has been stopped."""

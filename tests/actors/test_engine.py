@@ -10,9 +10,11 @@ from trio.testing import wait_all_tasks_blocked
 
 from actors import (
     DEMO_AGENTS,
+    Agent,
     CoreConfig,
     DuplicateRun,
     EngineRules,
+    RunContext,
     UnknownRun,
     UserContext,
     open_core,
@@ -249,6 +251,42 @@ async def test_an_agents_exception_ends_its_run_and_the_engine_lives_on() -> Non
     error = terminal_of(seen, failed).data
     assert (error["reason"], error["detail"]) == ("exception", "ValueError: boom: now")
     assert terminal_of(seen, after).data["output"] == "still here"
+
+
+class _AgentsOwn(BaseException):
+    """An agent's error that is not an `Exception`."""
+
+
+class Exits(Agent):
+    """Raises SystemExit, or a BaseException of its own, from its run."""
+
+    name = "exits"
+
+    async def run(self, ctx: RunContext, input: Any) -> Any:
+        await ctx.thinking("exiting")
+        raise SystemExit(input) if input == 3 else _AgentsOwn(input)
+
+
+async def test_an_agent_raising_what_is_not_an_exception_ends_only_its_own_run() -> None:
+    # SystemExit from one run used to take the whole core down, other
+    # users' runs with it, and a retry then hung the core's exit.
+    async with (
+        open_core(agents=(*AGENTS, Exits)) as core,
+        core.subscribe("alice") as events,
+        core.subscribe("bob") as bobs,
+    ):
+        long = await core.submit("bob", "sleep", sleep(0.05))
+        exited = await core.submit("alice", "exits", 3)
+        own = await core.submit("alice", "exits", "own")
+        after = await core.submit("alice", "echo", "still here")
+        seen = await read_until_ended(events, [exited, own, after])
+        bob_seen = await read_until_ended(bobs, [long])
+
+    assert terminal_of(seen, exited).data["detail"] == "SystemExit: 3"
+    assert terminal_of(seen, own).data["detail"] == "_AgentsOwn: own"
+    assert terminal_of(seen, own).data["reason"] == "exception"
+    assert terminal_of(seen, after).data["output"] == "still here"
+    assert terminal_of(bob_seen, long).type == "agent_completed"
 
 
 async def test_every_run_ends_with_exactly_one_terminal_event(

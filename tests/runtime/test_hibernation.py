@@ -10,7 +10,7 @@ import pytest
 import trio
 from trio.testing import wait_all_tasks_blocked
 
-from runtime import LATER, Actor, RestartType, open_actor_system
+from runtime import LATER, Actor, ActorStopped, RestartType, open_actor_system
 
 from .hibernating import Add, Crash, Sleeper, SlowSleeper, StartWork
 
@@ -319,3 +319,30 @@ async def test_answering_and_handling_at_once_cost_a_dormant_actor_nothing() -> 
     # Whole objects per actor: meanwhile a thread an earlier test left (trio's
     # worker threads linger a while) may end and free a few, in all.
     assert round(quick) == round(plain)
+
+
+class _Fatal(BaseException):
+    """Not an Exception: it tears down the task it escapes, and the system."""
+
+
+class _Fails(Actor[Any]):
+    async def handle(self, message: Any) -> None:
+        raise _Fatal
+
+
+async def test_a_dormant_actor_whose_supervisor_was_torn_down_stops_when_a_message_comes() -> None:
+    # Before, the message's wake-up raised "Nursery is closed to new arrivals"
+    # in the sender, and left the actor awake with no task: a stop waited on
+    # it for ever.
+    with pytest.raises(BaseExceptionGroup) as caught:
+        async with open_actor_system() as system:
+            supervisor = await system.start_supervisor("sleepers")
+            sleeper = supervisor.spawn_dormant(Sleeper, name="sleeper")
+            failing = await system.spawn(_Fails)
+            await failing.send("now")
+            await trio.sleep_forever()
+    assert caught.group_contains(_Fatal)
+
+    with pytest.raises(ActorStopped):
+        await sleeper.ask(Add(1))
+    assert sleeper.stopped
