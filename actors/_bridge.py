@@ -269,6 +269,13 @@ async def open_subscription(
         gap, events = await bridge.ask(Subscribe(subscriber, after))
     except ActorStopped:
         raise CoreClosed("the core is shutting down") from None
+    except BaseException:
+        # Cancelled (or refused) after the bridge may have taken it: it is
+        # attached when the bridge gets to it, and this detaches it after.
+        receive.close()
+        with contextlib.suppress(ActorStopped, MailboxFull):
+            bridge.send_nowait(Unsubscribe(subscriber))
+        raise
     backlog: deque[Event | Gap] = deque(events)
     if gap is not None:
         backlog.appendleft(gap)

@@ -28,7 +28,7 @@ from ._bridge import (
 from ._config import CoreConfig
 from ._context import UserContext, check_id
 from ._engine import EngineEnv
-from ._errors import CoreClosed, EngineGone, EngineLimitReached, UnknownRun
+from ._errors import CoreClosed, EngineGone, EngineLimitReached, InvalidRequest, UnknownRun
 from ._events import AGENT_ERROR, Event
 from ._factory import EngineFactory, FactoryActor
 from ._metrics import CoreCollector
@@ -136,8 +136,11 @@ class Core:
         queued). Once it returns False it must keep returning False until
         the queue has been drained, or the order is lost."""
         check_id("user_id", user_id)
-        size = queue_size or self.config.subscriber_queue
-        return open_subscription(self._bridge, user_id, after, size, deliver_now)
+        if queue_size is None:
+            queue_size = self.config.subscriber_queue
+        elif isinstance(queue_size, bool) or not isinstance(queue_size, int) or queue_size < 1:
+            raise InvalidRequest(f"queue_size must be a whole number >= 1, got {queue_size!r}")
+        return open_subscription(self._bridge, user_id, after, queue_size, deliver_now)
 
     def last_seq(self, user_id: str) -> int:
         """The last seq numbered on the user's stream (0 if none yet)."""

@@ -269,3 +269,27 @@ async def test_the_audit_log_records_why_runs_ended_and_engines_went(
         ("alice", "lru"),
         ("bob", "shutdown"),
     ]
+
+
+async def test_a_subscribe_cancelled_on_its_way_in_leaves_no_subscriber_behind() -> None:
+    # The bridge takes the abandoned Subscribe all the same: each one used to
+    # stay attached, queueing the user's events, and kept the stream alive.
+    async with open_core() as core:
+        for _ in range(20):
+            with trio.move_on_after(0):
+                async with core.subscribe("erin"):
+                    pass  # never reached
+        await core.submit("erin", "echo", 1)
+        await wait_all_tasks_blocked()
+
+        assert core.stream_books.subscriber_count == 0
+
+
+@pytest.mark.parametrize("queue_size", [0, -1, 1.5, True, "8"])
+async def test_subscribe_refuses_a_queue_size_that_is_not_a_positive_whole_number(
+    queue_size: Any,
+) -> None:
+    async with open_core() as core:
+        with pytest.raises(InvalidRequest, match="queue_size must be a whole number >= 1"):
+            core.subscribe("erin", queue_size=queue_size)
+        assert core.stream_books.subscriber_count == 0
