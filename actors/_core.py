@@ -68,7 +68,9 @@ class Core:
         with exactly one `agent_completed` or `agent_error`, including when
         it is rejected for limits. Raises `InvalidRequest` subclasses
         (`UnknownAgent`, `DuplicateRun`, bad ids) having changed nothing, and
-        `CoreClosed` once shutting down.
+        `CoreClosed` once shutting down. Cancelled while it waits, it may
+        have started the run all the same: pass a `run_id` to be able to
+        `cancel` it then.
         """
         ctx = (
             user

@@ -221,7 +221,7 @@ class FactoryActor(Actor[Any]):
             now = trio.current_time()
             entry = books.add(user_id, ref, now)
             audit("engine_created", user_id=user_id, engines=len(books))
-        if lease:
+        if lease and not self.ask_abandoned:  # nobody would ever release it
             books.lease(user_id, now)
         else:
             books.touch(user_id, now)

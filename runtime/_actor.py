@@ -141,6 +141,15 @@ class Actor(Generic[M]):
         """This actor's own reference (stable across restarts)."""
         return ActorRef(self._cell)
 
+    @property
+    def ask_abandoned(self) -> bool:
+        """Whether the asker of the ask being handled has given it up
+        (cancelled while it waited), so that the reply will reach nobody:
+        what the handler would hand over with it (a lease, say) is then
+        better not taken. False when not handling an ask."""
+        request = self._cell.current_ask
+        return request is not None and request.task is None
+
     def forward(self, to: ActorRef[Any], message: Any) -> None:
         """Hand the ask being handled to `to`, as `message`: the asker gets
         `to`'s reply (or its error, or `ActorStopped` if `to` stops before

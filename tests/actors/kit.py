@@ -12,7 +12,7 @@ import pytest
 import trio
 from trio.testing import MockClock
 
-from actors import Agent, Core, Event, Gap, RunContext, Subscription
+from actors import Agent, Core, Event, Gap, RunContext, Subscription, UserContext
 
 
 def drain(subscription: Subscription) -> list[Event | Gap]:
@@ -105,3 +105,12 @@ def audit_lines(caplog: pytest.LogCaptureFixture, event: str | None = None) -> l
     only those of `event` if given."""
     lines = [json.loads(r.getMessage()) for r in caplog.records if r.name == "greenroom.audit"]
     return [line for line in lines if event is None or line["event"] == event]
+
+
+def user(user_id: str) -> UserContext:
+    return UserContext(user_id=user_id)
+
+
+def sleep(seconds: float, steps: int = 1) -> dict[str, Any]:
+    """A `sleep` agent's input."""
+    return {"seconds": seconds, "steps": steps}
