@@ -59,4 +59,11 @@ def raise_if_alone(group: BaseExceptionGroup[BaseException], error: BaseExceptio
     while isinstance(inner, BaseExceptionGroup) and len(inner.exceptions) == 1:
         inner = inner.exceptions[0]
     if inner is error:
-        raise error from None
+        # Raised again here, `error` would have the group as its context and
+        # lose its own chain (`raise ... from`): it leaves as it came.
+        cause, context, suppress = error.__cause__, error.__context__, error.__suppress_context__
+        try:
+            raise error
+        finally:
+            error.__cause__, error.__context__ = cause, context
+            error.__suppress_context__ = suppress

@@ -87,6 +87,27 @@ async def test_an_error_in_the_block_stops_every_actor_and_comes_out_as_raised()
     assert count_tasks() == tasks_before
 
 
+async def test_an_error_from_the_block_keeps_its_chain() -> None:
+    # It came out with its cause dropped and the system's group as its context.
+    with pytest.raises(ValueError, match="wrapped") as raised:
+        async with open_actor_system():
+            try:
+                {}["key"]
+            except KeyError as error:
+                raise ValueError("wrapped") from error
+    with pytest.raises(ValueError, match="implicit") as implicit:
+        async with open_actor_system():
+            try:
+                {}["key"]
+            except KeyError:
+                raise ValueError("implicit")  # noqa: B904 (the implicit chain is the point)
+
+    assert isinstance(raised.value.__cause__, KeyError)
+    assert raised.value.__suppress_context__
+    assert isinstance(implicit.value.__context__, KeyError)
+    assert implicit.value.__cause__ is None and not implicit.value.__suppress_context__
+
+
 class Noted(Actor[str]):
     def __init__(self, label: str, log: list[str]) -> None:
         self.label = label
