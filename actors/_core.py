@@ -146,7 +146,7 @@ class Core:
 
     def last_seq(self, user_id: str) -> int:
         """The last seq numbered on the user's stream (0 if none yet)."""
-        return self.stream_books.last_seq(user_id)
+        return self.stream_books.last_seq(check_id("user_id", user_id))
 
     def record_delivery(self, emitted_at: float) -> None:
         """Count an event written to a socket, `emitted_at` being its `ts`."""
@@ -178,7 +178,9 @@ async def open_core(
     those events, ends every subscription ("shutdown") and stops everything.
     Metrics go to `registry` (a fresh one if not given: `core.registry`).
     """
-    config = config or CoreConfig()
+    config = CoreConfig() if config is None else config
+    if not isinstance(config, CoreConfig):
+        raise TypeError(f"config must be a CoreConfig, got {type(config).__name__}")
     registry = registry if registry is not None else CollectorRegistry()
     agent_registry = AgentRegistry.of(agents)
     async with open_actor_system(name="greenroom", registry=registry) as system:

@@ -209,6 +209,7 @@ class EngineActor(Actor[Any]):
         for its opening, is left to `handle`."""
         if type(message) is not Submit or not self.rules.starts(message.ctx.run_id):
             return LATER
+        self.env.agents.get(message.agent)  # UnknownAgent, to the asker
         record = RunRecord(message.ctx, message.agent, message.input)
         try:
             self.env.bridge.send_nowait(OpenRun(self.user_id, record.run_id, record.agent))
@@ -233,6 +234,7 @@ class EngineActor(Actor[Any]):
     async def handle(self, message: Any) -> Any:
         match message:
             case Submit(ctx, agent, input):
+                self.env.agents.get(agent)  # UnknownAgent, to the asker: nothing changed
                 return await self._submit(RunRecord(ctx, agent, input))
             case Cancel(run_id):
                 where, record = self.rules.withdraw(run_id)

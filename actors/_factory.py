@@ -275,8 +275,9 @@ class UserEngine:
     async def submit(self, ctx: UserContext, agent: str, input: Any) -> str:
         """Start or queue a run; returns "started", "queued" or "rejected"
         (a rejected run has already ended with `agent_error`). Raises
-        `DuplicateRun` for a run id that is live for this user, and
-        `EngineGone` if this engine has stopped."""
+        `DuplicateRun` for a run id that is live for this user and
+        `UnknownAgent`, both having changed nothing, and `EngineGone` if this
+        engine has stopped."""
         if ctx.user_id != self.user_id:
             raise ValueError(f"this engine is for {self.user_id!r}, not for {ctx.user_id!r}")
         try:
@@ -340,9 +341,10 @@ class EngineFactory:
         none, in one round trip (see `UserEngine.submit`). A user who has an
         engine asks it directly: an idle one starts the run in the caller's
         task. Otherwise the factory creates the engine and hands the request
-        on, and the engine replies. Raises `EngineGone` if the engine stopped
-        before taking it (a retry gets a fresh one), `EngineLimitReached`,
-        and `CoreClosed` once the factory is shut down.
+        on, and the engine replies. Raises what `UserEngine.submit` raises,
+        `EngineGone` if the engine stopped before taking it (a retry gets a
+        fresh one), `EngineLimitReached`, and `CoreClosed` once the factory
+        is shut down.
         """
         user_id = ctx.user_id
         entry = self._books.get(user_id)

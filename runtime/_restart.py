@@ -62,12 +62,22 @@ class RestartBook:
         self._times.clear()
 
 
+def check_restart(value: object) -> None:
+    """Raise `TypeError` unless `value` is a `RestartType`."""
+    if not isinstance(value, RestartType):
+        raise TypeError(f"restart must be a RestartType, got {value!r}")
+
+
+def _restart_type(instance: object, attribute: attrs.Attribute[Any], value: object) -> None:
+    check_restart(value)
+
+
 @attrs.frozen(kw_only=True)
 class ChildSpec:
     """How a supervisor makes, restarts and stops one child."""
 
-    factory: Callable[[], Actor[Any]]
-    restart: RestartType = RestartType.PERMANENT
+    factory: Callable[[], Actor[Any]] = attrs.field(validator=attrs.validators.is_callable())
+    restart: RestartType = attrs.field(default=RestartType.PERMANENT, validator=_restart_type)
     grace: float = attrs.field(default=5.0, validator=_positive_number)
 
 

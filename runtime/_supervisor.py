@@ -14,7 +14,14 @@ from ._actor import Actor, ActorRef
 from ._cell import _Cell, _Pacer
 from ._exceptions import RestartIntensityExceeded
 from ._mailbox import Mailbox
-from ._restart import ChildSpec, RestartBook, RestartIntensity, RestartType, _Verdict
+from ._restart import (
+    ChildSpec,
+    RestartBook,
+    RestartIntensity,
+    RestartType,
+    _Verdict,
+    check_restart,
+)
 from ._stats import KindBooks
 
 log = logging.getLogger("runtime")
@@ -48,6 +55,11 @@ def _one_error(error: BaseException) -> BaseException:
     while isinstance(error, BaseExceptionGroup) and len(error.exceptions) == 1:
         error = error.exceptions[0]
     return error
+
+
+def _check_monitor(monitor: object) -> None:
+    if monitor is not None and not isinstance(monitor, ActorRef):
+        raise TypeError(f"monitor must be an ActorRef or None, got {monitor!r}")
 
 
 def _starts_dormant(actor: Actor[Any]) -> bool:
@@ -110,6 +122,7 @@ class Supervisor:
         """
         nursery = self._open_nursery()
         spec = ChildSpec(factory=factory, restart=restart, grace=grace)
+        _check_monitor(monitor)
         actor = factory()
         dormant = _starts_dormant(actor)
         cell = self._enlist(actor, spec, name, mailbox_capacity, monitor, dormant=dormant)
@@ -132,6 +145,7 @@ class Supervisor:
         Raises `TypeError`, having created nothing, for any other actor."""
         self._open_nursery()
         spec = ChildSpec(factory=factory, restart=restart, grace=grace)
+        _check_monitor(monitor)
         actor = factory()
         if not _starts_dormant(actor):
             raise TypeError(
@@ -158,7 +172,10 @@ class Supervisor:
             name=name,
             spec=spec,
             supervisor=self,
-            mailbox=Mailbox(mailbox_capacity or type(actor).mailbox_capacity, name),
+            mailbox=Mailbox(
+                type(actor).mailbox_capacity if mailbox_capacity is None else mailbox_capacity,
+                name,
+            ),
             pacer=self.books.pacer,
             books=self.books.kind(kind),
             monitor=monitor,
@@ -184,6 +201,7 @@ class Supervisor:
         as the child's crash: restart it (its children start afresh under the
         same refs) within this supervisor's intensity, or escalate in turn."""
         nursery = self._open_nursery()
+        check_restart(restart)
         child = Supervisor(
             name,
             self.books,

@@ -293,3 +293,33 @@ async def test_subscribe_refuses_a_queue_size_that_is_not_a_positive_whole_numbe
         with pytest.raises(InvalidRequest, match="queue_size must be a whole number >= 1"):
             core.subscribe("erin", queue_size=queue_size)
         assert core.stream_books.subscriber_count == 0
+
+
+async def test_open_core_refuses_a_config_that_is_not_a_core_config() -> None:
+    with pytest.raises(TypeError, match="config must be a CoreConfig, got dict"):
+        async with open_core({"max_engines": 5}):  # type: ignore[arg-type]
+            pass
+
+
+@pytest.mark.parametrize("user_id", [5, "", "a b", None])
+async def test_last_seq_refuses_what_is_not_a_user_id(user_id: Any) -> None:
+    async with open_core() as core:
+        with pytest.raises(InvalidRequest, match="user_id"):
+            core.last_seq(user_id)
+
+
+async def test_an_engine_asked_for_an_agent_nobody_registered_refuses_having_changed_nothing() -> (
+    None
+):
+    # core.submit checks the name before asking; the factory and a user's
+    # engine used to start the run, which then ended with agent_error.
+    async with open_core() as core:
+        with pytest.raises(UnknownAgent, match="no agent named 'nope'"):
+            await core.factory.submit(UserContext(user_id="alice"), "nope", None)
+        engine = await core.factory.create_for_user(UserContext(user_id="alice"))
+        with pytest.raises(UnknownAgent):
+            await engine.submit(UserContext(user_id="alice"), "nope", None)
+        await wait_all_tasks_blocked()
+
+        assert core.last_seq("alice") == 0  # nothing numbered: no run opened
+        assert not core.run_books.outcomes and core.run_books.active == 0

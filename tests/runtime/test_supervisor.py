@@ -311,3 +311,29 @@ def test_a_restart_intensity_that_cannot_work_is_refused(
 ) -> None:
     with pytest.raises(ValueError, match=message):
         RestartIntensity(**kwargs)
+
+
+@pytest.mark.parametrize(
+    ("arguments", "error", "message"),
+    [
+        ({"monitor": "factory"}, TypeError, "monitor must be an ActorRef or None, got 'factory'"),
+        ({"restart": "permanent"}, TypeError, "restart must be a RestartType, got 'permanent'"),
+        ({"mailbox_capacity": 0}, ValueError, "capacity must be a positive integer, got 0"),
+    ],
+)
+async def test_spawn_refuses_a_bad_argument_and_starts_nothing(
+    arguments: dict[str, Any], error: type[Exception], message: str
+) -> None:
+    # A str monitor was taken and failed at shutdown; "permanent" as a str
+    # behaved as transient; a capacity of 0 silently became the default.
+    async with open_actor_system() as system:
+        with pytest.raises(error, match=message):
+            await system.spawn(Worker, **arguments)
+        assert system.root.children == []
+
+
+async def test_start_supervisor_refuses_a_restart_type_that_is_not_one() -> None:
+    async with open_actor_system() as system:
+        with pytest.raises(TypeError, match="restart must be a RestartType, got 'transient'"):
+            await system.start_supervisor("workers", restart="transient")  # type: ignore[arg-type]
+        assert system.root.children == []
