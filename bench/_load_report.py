@@ -304,7 +304,11 @@ def _load_notes(g: dict[str, Any], load: Load) -> list[str]:
             f"{target:,g} target: events_per_s is not tested; to test it, ask for more, "
             f"e.g. {TARGET_LOAD}"
         )
-    elif g["events_per_s"] < target and not g["server_saturated"]:
+    elif (
+        g["events_per_s"] < target
+        and not g["server_saturated"]
+        and math.isfinite(g["capacity_events_per_s"])
+    ):
         notes.append(
             f"greenroom delivered fewer than {target:,g} events/s without being saturated "
             f"({g['server_cpu_share']:.0%} of its core): the load set the rate, not "

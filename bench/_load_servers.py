@@ -9,6 +9,7 @@ import resource
 import shutil
 import subprocess
 import sys
+import tempfile
 from array import array
 from collections.abc import Sequence
 from pathlib import Path
@@ -38,6 +39,11 @@ def py_spy_problem(directory: str) -> str | None:
         Path(directory).mkdir(parents=True, exist_ok=True)
     except OSError as error:
         return f"cannot make the folder ({error.strerror or error})"
+    try:
+        with tempfile.TemporaryFile(dir=directory):
+            pass
+    except OSError as error:  # read-only, say: py-spy would fail unheard
+        return f"cannot write into the folder ({error.strerror or error})"
     return None
 
 

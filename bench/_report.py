@@ -3,7 +3,8 @@
 A benchmark builds its parser with `parser(...)`, prints its progress with
 `progress(...)` (stderr, so stdout stays clean), prints a table with
 `print_table(...)`, and with `--json` ends stdout with one JSON object via
-`print_json(...)`, so `... --json | tail -n 1` is always parseable.
+`print_json(...)`, so `... --json | tail -n 1` is always parseable, as
+strict JSON: a figure that was not measured (NaN) is null.
 """
 
 from __future__ import annotations
@@ -185,8 +186,21 @@ def format_cell(value: Any) -> str:
 
 
 def print_json(result: Mapping[str, Any]) -> None:
-    """Print `result` as one compact JSON object: this must be the last stdout line."""
-    print(json.dumps(result, sort_keys=True, separators=(",", ":")), flush=True)
+    """Print `result` as one compact JSON object: this must be the last stdout
+    line. A number that was not measured (NaN, infinite) is written as null:
+    strict JSON readers refuse `NaN`."""
+    print(json.dumps(_json_safe(result), sort_keys=True, separators=(",", ":"), allow_nan=False),
+          flush=True)  # fmt: skip
+
+
+def _json_safe(value: Any) -> Any:
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, Mapping):
+        return {key: _json_safe(item) for key, item in value.items()}
+    if isinstance(value, list | tuple):
+        return [_json_safe(item) for item in value]
+    return value
 
 
 def utc_timestamp() -> str:

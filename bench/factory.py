@@ -59,7 +59,7 @@ import time
 from typing import Any
 
 from . import _report
-from ._factory_core import GraceCounter, Workload
+from ._factory_core import WARM_UP, GraceCounter, Workload
 from ._factory_latency import run_latency
 from ._factory_memory import (
     parked_rss,
@@ -85,8 +85,10 @@ def _sizes(text: str) -> tuple[int, ...]:
         values = sorted({int(part) for part in text.split(",") if part.strip()})
     except ValueError:
         raise argparse.ArgumentTypeError(f"expected sizes like 1000,10000, got {text!r}") from None
-    if not values or values[0] < 1:
-        raise argparse.ArgumentTypeError(f"expected positive sizes, got {text!r}")
+    if not values or values[0] <= WARM_UP:
+        raise argparse.ArgumentTypeError(
+            f"expected sizes above {WARM_UP} (the engines made first, to warm up), got {text!r}"
+        )
     return tuple(values)
 
 

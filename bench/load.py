@@ -3,7 +3,8 @@ serve` this benchmark starts itself, every event checked; and the same load
 against a bare WebSocket server on the same stack, to price the runtime.
 
     python -m bench.load [--users N] [--runs-per-user M] [--agent sleep|echo|calc]
-                         [--seconds S] [--steps K] [--concurrency C] [--quick]
+                         [--seconds S] [--steps K] [--concurrency C]
+                         [--client raw|trio-websocket] [--quick]
                          [--json] [--plot FILE.png] [--repeat R] [--no-baseline]
                          [--server-log-level LEVEL] [--deliver-inline] [--py-spy DIR]
 
@@ -118,6 +119,13 @@ DEFAULT_STEPS = 20
 DEFAULT_CONCURRENCY = 100
 
 
+def _ratio(greenroom: float, bare: float) -> float | None:
+    """greenroom's CPU per event over bare's; None unless both were measured."""
+    if not (math.isfinite(greenroom) and math.isfinite(bare)) or greenroom <= 0 or bare <= 0:
+        return None
+    return greenroom / bare
+
+
 def main(argv: list[str] | None = None) -> int:
     cli = _report.parser(
         "bench.load",
@@ -164,8 +172,8 @@ def main(argv: list[str] | None = None) -> int:
         cli.error(f"--seconds and --steps shape sleep runs; --agent {args.agent} takes neither")
     size = QUICK_SIZE if args.quick else DEFAULT_SIZE
     load = Load(
-        users=args.users or size[0],
-        runs_per_user=args.runs_per_user or size[1],
+        users=size[0] if args.users is None else args.users,
+        runs_per_user=size[1] if args.runs_per_user is None else args.runs_per_user,
         agent=args.agent,
         seconds=DEFAULT_SECONDS if args.seconds is None else args.seconds,
         steps=DEFAULT_STEPS if args.steps is None else args.steps,
@@ -209,11 +217,15 @@ def main(argv: list[str] | None = None) -> int:
 
     g = _median_of(rounds, "greenroom")
     b = _median_of(rounds, "bare") if baseline else None
+    # A round whose server used no measurable CPU (a load too small to
+    # price) has no ratio; a note below says so.
     ratios = [
-        found["greenroom"]["server_cpu_us_per_event"] / found["bare"]["server_cpu_us_per_event"]
+        ratio
         for found in rounds
         if baseline
-    ]
+        and (ratio := _ratio(found["greenroom"]["server_cpu_us_per_event"],
+                             found["bare"]["server_cpu_us_per_event"])) is not None
+    ]  # fmt: skip
     ratio = _report.median(ratios) if ratios else None
     interval = _report.median_interval(ratios)
     met = _verdicts(g, ratio, asked)
@@ -255,7 +267,14 @@ def main(argv: list[str] | None = None) -> int:
             for name, (op, target) in TARGETS.items()
         ],
     )
-    for note in [*_notes(g, b, load), overhead_note(ratios)]:
+    unpriced = (
+        f"overhead_ratio: not measured in {len(rounds) - len(ratios)} of {len(rounds)} "
+        "round(s), where a server used no measurable CPU: ask for more work (--users, "
+        "--runs-per-user, --steps)"
+        if baseline and len(ratios) < len(rounds)
+        else None
+    )
+    for note in [*_notes(g, b, load), overhead_note(ratios), unpriced]:
         if note is not None:
             print(f"note: {note}")
     bad = {

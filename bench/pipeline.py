@@ -102,6 +102,8 @@ from typing import Any
 
 import attrs
 
+from actors.demo import MAX_SLEEP_STEPS
+
 from . import _report
 from ._pipeline_runs import Result, Workload, measure
 from ._pipeline_tasks import TaskClock
@@ -263,6 +265,8 @@ def main(argv: list[str] | None = None) -> int:
     args = cli.parse_args(argv)
     if not 0 < args.seconds <= 60:
         cli.error(f"--seconds must be within (0, 60], got {args.seconds}")
+    if args.steps > MAX_SLEEP_STEPS:
+        cli.error(f"--steps must be at most {MAX_SLEEP_STEPS:,} (the sleep agent's limit)")
     size = QUICK_SIZE if args.quick else DEFAULT_SIZE
     work = Workload(
         users=args.users or size[0],

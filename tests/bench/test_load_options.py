@@ -96,3 +96,24 @@ def test_py_spy_into_a_folder_that_cannot_be_made_is_refused(
     monkeypatch.setenv("PATH", f"{tmp_path}{os.pathsep}{os.environ['PATH']}")
     message = refusal(["--py-spy", "/proc/greenroom-profile"], capsys)
     assert "--py-spy /proc/greenroom-profile: cannot make the folder (" in message
+
+
+@pytest.mark.parametrize("option", ["--users", "--runs-per-user"])
+def test_a_load_of_zero_is_refused_not_taken_for_the_default(
+    option: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    message = refusal([option, "0"], capsys)
+    assert "--users, --runs-per-user, --steps and --concurrency must be >= 1" in message
+
+
+def test_py_spy_into_a_folder_that_cannot_be_written_to_is_refused(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # The folder exists (so it was taken), and py-spy's own failure to write
+    # its profile went unheard.
+    spy = tmp_path / "py-spy"
+    spy.write_text("#!/bin/sh\nexit 1\n")
+    spy.chmod(0o755)
+    monkeypatch.setenv("PATH", f"{tmp_path}{os.pathsep}{os.environ['PATH']}")
+    message = refusal(["--py-spy", "/proc"], capsys)
+    assert "--py-spy /proc: cannot write into the folder (" in message

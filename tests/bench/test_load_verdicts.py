@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
+import json
+import math
 from typing import Any
+
+import pytest
 
 from bench._load_client import Load
 from bench._load_report import TARGET_LOAD, _load_notes, _verdicts, overhead_note
-from bench._report import median_interval
+from bench._report import median_interval, print_json
+from bench.load import _ratio
 
 
 def _load(users: int = 1000, steps: int = 20, agent: str = "sleep") -> Load:
@@ -86,3 +91,33 @@ def test_the_overhead_note_says_whether_the_target_lies_within_the_noise() -> No
     assert note is not None and "holds the target 1.25" in note and "1.05-1.40" in note
     assert "met beyond the noise" in str(overhead_note([1.0, 1.05, 1.1, 1.1, 1.2, 1.24]))
     assert "missed beyond the noise" in str(overhead_note([1.26, 1.3, 1.3, 1.35, 1.4, 1.5]))
+
+
+@pytest.mark.parametrize(
+    ("greenroom", "bare", "ratio"),
+    [(50.0, 40.0, 1.25), (0.0, 40.0, None), (50.0, 0.0, None), (math.nan, 40.0, None)],
+)
+def test_a_rounds_ratio_needs_both_servers_cpu_measured(
+    greenroom: float, bare: float, ratio: float | None
+) -> None:
+    # A server that used no measurable CPU (a tiny load) divided by zero,
+    # after every run had passed, or gave a ratio of 0 judged "met".
+    assert _ratio(greenroom, bare) == ratio
+
+
+def test_a_cpu_with_nothing_to_measure_leaves_no_note_of_a_nan_capacity() -> None:
+    phase = _phase(5_000) | {"capacity_events_per_s": math.nan}
+    assert not any("nan" in note for note in _load_notes(phase, _load(steps=28)))
+
+
+def test_the_json_line_writes_what_was_not_measured_as_null(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    print_json({"ratio": math.nan, "rows": [math.inf, 1.5], "nested": {"x": -math.inf}})
+
+    line = capsys.readouterr().out.splitlines()[-1]
+    assert json.loads(line, parse_constant=lambda name: pytest.fail(name)) == {
+        "nested": {"x": None},
+        "ratio": None,
+        "rows": [None, 1.5],
+    }

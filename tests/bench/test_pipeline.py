@@ -197,3 +197,15 @@ def test_a_fault_in_the_instrumented_round_fails_the_command_too(
 
     assert status == 1
     assert result["faults"] == {"bare": {"events_lost": 1}, "core": {"events_lost": 1}}
+
+
+def test_more_steps_than_the_sleep_agent_takes_are_refused_before_any_round(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    # Taken, the bare round ran, then every core run failed.
+    with pytest.raises(SystemExit) as exit:
+        pipeline.main(["--quick", "--steps", "10001"])
+    assert exit.value.code == 2
+    captured = capsys.readouterr()
+    assert captured.out == ""
+    assert "--steps must be at most 10,000 (the sleep agent's limit)" in captured.err
