@@ -305,7 +305,9 @@ class EngineActor(Actor[Any]):
                 emit = _RunEmitter(env.bridge, self.user_id, record.run_id)
                 output = await agent_cls().run(RunContext(record.ctx, emit), record.input)
                 outcome, data = "completed", {"output": output}
-            if record.scope.cancelled_caught:
+            # Cancelled, or past its deadline: even if the agent caught the
+            # Cancelled and returned, the run was stopped (or timed out).
+            if record.scope.cancel_called:
                 outcome = record.end_reason or "timeout"
                 detail = record.end_detail or f"the run took longer than {env.run_timeout}s"
                 data = {"reason": outcome, "detail": detail}

@@ -170,6 +170,39 @@ async def test_a_run_longer_than_the_run_timeout_ends_with_timeout(
     }
 
 
+class Stubborn(Agent):
+    """Catches the Cancelled that should end it, and returns all the same."""
+
+    name = "stubborn"
+
+    async def run(self, ctx: RunContext, input: Any) -> Any:
+        try:
+            await trio.sleep(100)
+        except trio.Cancelled:
+            pass  # an agent's bug, on purpose
+        return "done anyway"
+
+
+@pytest.mark.parametrize("stop", ["timeout", "cancelled"])
+async def test_a_run_that_swallows_its_cancellation_still_ends_as_stopped(
+    stop: str, autojump_clock: trio.abc.Clock
+) -> None:
+    # It ended with agent_completed: the engine looked only at whether the
+    # scope caught the Cancelled.
+    async with (
+        open_core(CoreConfig(run_timeout=5), agents=(*AGENTS, Stubborn)) as core,
+        core.subscribe("alice") as events,
+    ):
+        run_id = await core.submit("alice", "stubborn")
+        if stop == "cancelled":
+            await trio.sleep(1)
+            await core.cancel("alice", run_id)
+        seen = await read_until_ended(events, [run_id])
+
+    assert terminal_of(seen, run_id).type == "agent_error"
+    assert terminal_of(seen, run_id).data["reason"] == stop
+
+
 async def test_the_run_timeout_counts_from_when_a_queued_run_starts(
     autojump_clock: trio.abc.Clock,
 ) -> None:
