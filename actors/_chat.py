@@ -12,7 +12,13 @@ from urllib.parse import quote, urlsplit
 
 import attrs
 import trio
-from trio_websocket import ConnectionClosed, HandshakeError, WebSocketConnection, open_websocket_url
+from trio_websocket import (
+    ConnectionClosed,
+    ConnectionRejected,
+    HandshakeError,
+    WebSocketConnection,
+    open_websocket_url,
+)
 
 TERMINAL = ("agent_completed", "agent_error")
 
@@ -212,6 +218,8 @@ def _connection_problem(error: BaseException, url: str) -> str | None:
         reason = error.reason
         code, why = (reason.code, reason.reason or "") if reason else ("?", "")
         return f"connection closed: {code} {why}".rstrip()
+    if isinstance(error, ConnectionRejected):
+        return f"cannot connect to {url}: the server answered HTTP {error.status_code}"
     if isinstance(error, HandshakeError):
         cause = error.__cause__ or error.__context__
         detail = str(cause) if cause is not None else (str(error) or type(error).__name__)

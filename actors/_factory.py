@@ -123,7 +123,8 @@ class FactoryActor(Actor[Any]):
         books = self.books
         now = trio.current_time()
         match message:
-            case Submit(ctx):
+            case Submit(ctx, agent):
+                self.env.agents.get(agent)  # UnknownAgent, before any engine is made for it
                 engine = await self._acquire(ctx.user_id, True, False, now)
                 try:
                     # The engine answers the asker itself: one round trip, no lease.

@@ -225,8 +225,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     words, after_dashes = _split_message(sys.argv[1:] if argv is None else argv)
     args, extra = parser.parse_known_args(words)
     # `chat USER --agent calc 2+3*4`: words after the options are the message.
-    if extra and args.command != "chat":
-        parser.error(f"unrecognized arguments: {' '.join(extra)}")
+    if (extra or after_dashes) and args.command != "chat":
+        parser.error(f"unrecognized arguments: {' '.join([*extra, *after_dashes])}")
     if options := [word for word in extra if _looks_like_an_option(word)]:
         parser.error(
             f"unrecognized arguments: {' '.join(options)} "

@@ -48,7 +48,8 @@ server CPU per event / the bare server's. A run is --repeat R rounds (2 by
 default, one with each server first; 1 with --quick), reported as their
 medians; overhead_ratio is then the median of the rounds' own ratios (each
 round measures both servers), listed in the report and as
-overhead_ratio_rounds in the JSON, with which server went first in each
+overhead_ratio_rounds in the JSON (null for a round where a server used no
+measurable CPU), with which server went first in each
 as rounds_first. From 6 rounds on, the report adds a 95 % interval for
 that median (distribution-free: from the rounds' order statistics;
 overhead_ratio_interval in the JSON) and says whether the target lies
@@ -217,15 +218,15 @@ def main(argv: list[str] | None = None) -> int:
 
     g = _median_of(rounds, "greenroom")
     b = _median_of(rounds, "bare") if baseline else None
-    # A round whose server used no measurable CPU (a load too small to
-    # price) has no ratio; a note below says so.
-    ratios = [
-        ratio
+    # Each round's own ratio, in order; None for a round whose server used
+    # no measurable CPU (a load too small to price: a note below says so).
+    each_round = [
+        _ratio(found["greenroom"]["server_cpu_us_per_event"],
+               found["bare"]["server_cpu_us_per_event"])
         for found in rounds
         if baseline
-        and (ratio := _ratio(found["greenroom"]["server_cpu_us_per_event"],
-                             found["bare"]["server_cpu_us_per_event"])) is not None
     ]  # fmt: skip
+    ratios = [r for r in each_round if r is not None]
     ratio = _report.median(ratios) if ratios else None
     interval = _report.median_interval(ratios)
     met = _verdicts(g, ratio, asked)
@@ -240,11 +241,11 @@ def main(argv: list[str] | None = None) -> int:
     print()
     _report.print_table(["", "greenroom", "bare transport"], _rows(g, b, asked))
     print()
-    if ratio is not None and len(ratios) > 1:
+    if ratio is not None and len(each_round) > 1:
         # Each round's own ratio: the medians above may come from different rounds.
         each = ", ".join(
-            f"{r:.2f} ({phase_order(number, True)[0]} first)"
-            for number, r in enumerate(ratios, start=1)
+            f"{'not measured' if r is None else f'{r:.2f}'} ({phase_order(number, True)[0]} first)"
+            for number, r in enumerate(each_round, start=1)
         )
         print(f"overhead_ratio (server CPU per event, greenroom / bare, median of the rounds' "
               f"ratios: {each}) = {ratio:.2f}x")  # fmt: skip
@@ -268,10 +269,10 @@ def main(argv: list[str] | None = None) -> int:
         ],
     )
     unpriced = (
-        f"overhead_ratio: not measured in {len(rounds) - len(ratios)} of {len(rounds)} "
+        f"overhead_ratio: not measured in {each_round.count(None)} of {len(rounds)} "
         "round(s), where a server used no measurable CPU: ask for more work (--users, "
         "--runs-per-user, --steps)"
-        if baseline and len(ratios) < len(rounds)
+        if None in each_round
         else None
     )
     for note in [*_notes(g, b, load), overhead_note(ratios), unpriced]:
@@ -322,7 +323,7 @@ def main(argv: list[str] | None = None) -> int:
             "max_ms": _rounded(g["max_ms"]),
             "violations": g["violations"] + (b["violations"] if b else 0),
             "overhead_ratio": _rounded(ratio) if ratio is not None else None,
-            "overhead_ratio_rounds": [_rounded(r) for r in ratios],
+            "overhead_ratio_rounds": [None if r is None else _rounded(r) for r in each_round],
             "overhead_ratio_interval": [_rounded(v) for v in interval] if interval else None,
             "rounds_first": [phase_order(number, baseline)[0] for number in range(1, repeat + 1)],
             "client_saturated": g["client_saturated"],

@@ -295,3 +295,16 @@ async def test_a_bad_url_is_refused_before_connecting(env: dict[str, str]) -> No
     assert result.returncode == 2
     assert "write an IPv6 host in []" in result.stderr.decode()
     assert "Traceback" not in result.stderr.decode()
+
+
+async def test_a_url_the_server_does_not_serve_websockets_on_is_one_line_and_exit_1(
+    dev_server: RunningServer, env: dict[str, str]
+) -> None:
+    url = dev_server.url.removesuffix("/ws") + "/nope"
+
+    result = await _chat(env, "alice", "--url", url, "hello")
+
+    assert result.returncode == 1
+    assert result.stderr.decode().splitlines()[-1] == (
+        f"cannot connect to {url}: the server answered HTTP 404"
+    )

@@ -287,3 +287,13 @@ def test_token_refuses_a_ttl_that_is_not_a_finite_positive_number(
 ) -> None:
     assert main(["token", "alice", "--ttl", ttl]) == 2
     assert "ttl must be a finite number of seconds > 0" in capsys.readouterr().err
+
+
+def test_words_after_double_dash_are_refused_for_a_command_that_takes_no_message(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    # With a user named "chat", they were split off as chat's message and dropped.
+    with pytest.raises(SystemExit) as exit:
+        main(["token", "chat", "--", "extra"])
+    assert exit.value.code == 2
+    assert "unrecognized arguments: extra" in capsys.readouterr().err
