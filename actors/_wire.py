@@ -11,6 +11,7 @@ to an HTTP handler; both are plain async functions given an `HttpRequest`.
 
 from __future__ import annotations
 
+import base64
 import logging
 import socket
 from collections.abc import Awaitable, Callable
@@ -26,7 +27,6 @@ import wsproto
 from wsproto.events import (
     Request,
 )
-from wsproto.utilities import RemoteProtocolError
 
 from ._websocket import READ_SIZE, Handshake
 
@@ -73,6 +73,8 @@ class HttpResponse:
     status: int
     body: bytes
     content_type: str = "text/plain; charset=utf-8"
+    #: More headers, lower-case names (`allow` for a 405, say).
+    headers: tuple[tuple[str, str], ...] = ()
 
 
 def _request(event: h11.Request, client: tuple[str, int] | None) -> HttpRequest:
@@ -203,14 +205,18 @@ class WireServer:
                 await _respond_error(connection, stream, 400, f"bad request target: {error}")
                 return
             if request.method not in ("GET", "HEAD"):
-                response = HttpResponse(405, f"{request.method} is not allowed here\n".encode())
+                response = HttpResponse(
+                    405, f"{request.method} is not allowed here\n".encode(), headers=_ALLOW
+                )
             elif request.path == self.websocket_path and _is_upgrade(request):
                 if request.method == "GET":
                     await self._upgrade(connection, stream, event, request)
                     return
-                response = HttpResponse(405, b"a WebSocket upgrade takes GET\n")
+                response = HttpResponse(405, b"a WebSocket upgrade takes GET\n", headers=_ALLOW)
             elif request.path == self.websocket_path:
-                response = HttpResponse(426, b"this path takes WebSocket connections only\n")
+                response = HttpResponse(
+                    426, b"this path takes WebSocket connections only\n", headers=_UPGRADE
+                )
             else:
                 response = await self.http(request)
             complete = False
@@ -228,6 +234,8 @@ class WireServer:
                 return
             if connection.our_state is not h11.DONE or connection.their_state is not h11.DONE:
                 return
+            if "transfer-encoding" in request.headers and "content-length" in request.headers:
+                return  # RFC 9112 §6.3: answered, then closed (no request smuggling)
             connection.start_next_cycle()
 
     async def _upgrade(
@@ -247,13 +255,16 @@ class WireServer:
         if reading.cancelled_caught:
             return
         trailing, _ = connection.trailing_data
+        refusal = _handshake_refusal(event, request)
         ws = wsproto.WSConnection(wsproto.ConnectionType.SERVER)
-        try:
-            ws.initiate_upgrade_connection(list(event.headers), event.target)
-            upgrade = next(e for e in ws.events() if isinstance(e, Request))
-        except (RemoteProtocolError, StopIteration) as error:
-            response = HttpResponse(400, f"bad WebSocket handshake: {error}\n".encode())
-            await stream.send_all(_plain_response(response))
+        if refusal is None:
+            try:
+                ws.initiate_upgrade_connection(list(event.headers), event.target)
+                upgrade = next(e for e in ws.events() if isinstance(e, Request))
+            except Exception as error:  # RemoteProtocolError; a Host wsproto cannot decode
+                refusal = HttpResponse(400, f"bad WebSocket handshake: {error}\n".encode())
+        if refusal is not None:
+            await stream.send_all(_plain_response(refusal))
             return
         handshake = Handshake(
             request, list(upgrade.subprotocols), self.max_message_bytes, stream, ws, trailing
@@ -263,6 +274,37 @@ class WireServer:
         if socket is not None and socket.close_sent:
             with trio.move_on_after(CLOSE_LINGER):
                 await socket.linger()
+
+
+_ALLOW = (("allow", "GET, HEAD"),)
+_UPGRADE = (("upgrade", "websocket"), ("connection", "Upgrade"))
+
+
+def _handshake_refusal(event: h11.Request, request: HttpRequest) -> HttpResponse | None:
+    """The answer to an upgrade request RFC 6455 §4.2.1 refuses (None if
+    none): 400 over HTTP/1.0, without a version, or with a Sec-WebSocket-Key
+    that is not 16 bytes in base64; 426 naming 13 for another version."""
+    version = request.headers.get("sec-websocket-version")
+    if version is not None and version != "13":
+        return HttpResponse(
+            426,
+            f"bad WebSocket handshake: the version must be 13, got {version!r}\n".encode(),
+            headers=(("sec-websocket-version", "13"),),
+        )
+    key = request.headers.get("sec-websocket-key", "")
+    try:
+        decoded = base64.b64decode(key, validate=True)
+    except ValueError:
+        decoded = b""
+    if event.http_version != b"1.1":
+        problem = "an upgrade takes HTTP/1.1"
+    elif version is None:
+        problem = "no Sec-WebSocket-Version"
+    elif len(decoded) != 16:
+        problem = "Sec-WebSocket-Key must be 16 bytes in base64"
+    else:
+        return None
+    return HttpResponse(400, f"bad WebSocket handshake: {problem}\n".encode())
 
 
 async def _next_event(connection: h11.Connection, stream: trio.SocketStream) -> Any:
@@ -289,6 +331,7 @@ async def _send_response(
     headers = [
         ("content-type", response.content_type),
         ("content-length", str(len(response.body))),
+        *response.headers,
     ]
     status_line = h11.Response(
         status_code=response.status,
@@ -304,10 +347,11 @@ async def _send_response(
 
 def _plain_response(response: HttpResponse) -> bytes:
     """A whole response that ends the connection, outside h11's state."""
+    extra = "".join(f"{name}: {value}\r\n" for name, value in response.headers)
     head = (
         f"HTTP/1.1 {response.status} {HTTPStatus(response.status).phrase}\r\n"
         f"content-type: {response.content_type}\r\n"
-        f"content-length: {len(response.body)}\r\nconnection: close\r\n\r\n"
+        f"content-length: {len(response.body)}\r\n{extra}connection: close\r\n\r\n"
     )
     return head.encode("latin-1") + response.body
 

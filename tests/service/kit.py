@@ -217,3 +217,24 @@ def sample(
     samples: dict[tuple[str, frozenset[tuple[str, str]]], float], name: str, **labels: str
 ) -> float:
     return samples[(name, frozenset(labels.items()))]
+
+
+async def exchange(address: tuple[str, int], data: bytes, *, eof: bool = False) -> bytes:
+    """Send `data` on a raw TCP socket (then EOF when told); all the server
+    sends until it closes."""
+    received = bytearray()
+    async with await trio.open_tcp_stream(*address) as stream:
+        await stream.send_all(data)
+        if eof:
+            await stream.send_eof()
+        with trio.fail_after(PATIENCE):
+            while chunk := await stream.receive_some():
+                received += chunk
+    return bytes(received)
+
+
+async def still_serving(server: RunningServer) -> None:
+    """The server answers a health check, and no connection is left open."""
+    response = await http_get(server.address, "/healthz")
+    assert response.status_code == 200
+    assert response.json()["connections"] == 0

@@ -24,7 +24,16 @@ from actors import RunningServer
 from actors._websocket import Handshake, text_frame
 from actors._wire import HttpRequest, HttpResponse, WireServer, open_listening_socket
 
-from .kit import PATIENCE, ServerHandle, connect, http_get, ping, wait_until
+from .kit import (
+    PATIENCE,
+    ServerHandle,
+    connect,
+    exchange,
+    http_get,
+    ping,
+    still_serving,
+    wait_until,
+)
 
 TEXT, BINARY, CONTINUATION, CLOSE, PING, PONG = 0x1, 0x2, 0x0, 0x8, 0x9, 0xA
 Address = tuple[str, int]
@@ -120,25 +129,6 @@ class _RawWebSocket:
             self.buffer += chunk
 
 
-async def _exchange(address: Address, data: bytes, *, eof: bool = False) -> bytes:
-    """Send `data` (then EOF when told); all the server sends until it closes."""
-    received = bytearray()
-    async with await trio.open_tcp_stream(*address) as stream:
-        await stream.send_all(data)
-        if eof:
-            await stream.send_eof()
-        with trio.fail_after(PATIENCE):
-            while chunk := await stream.receive_some():
-                received += chunk
-    return bytes(received)
-
-
-async def _still_serving(server: RunningServer) -> None:
-    response = await http_get(server.address, "/healthz")
-    assert response.status_code == 200
-    assert response.json()["connections"] == 0
-
-
 async def test_a_plain_get_on_the_websocket_path_is_426(server: RunningServer) -> None:
     response = await http_get(server.address, "/ws")
 
@@ -159,7 +149,7 @@ async def test_a_post_to_metrics_is_405_and_its_body_is_skipped(server: RunningS
 
 async def test_head_on_healthz_sends_the_headers_without_the_body(server: RunningServer) -> None:
     request = b"HEAD /healthz HTTP/1.1\r\nHost: greenroom\r\nConnection: close\r\n\r\n"
-    head, _, body = (await _exchange(server.address, request)).partition(b"\r\n\r\n")
+    head, _, body = (await exchange(server.address, request)).partition(b"\r\n\r\n")
 
     lines = head.decode().lower().split("\r\n")
     assert lines[0].startswith("http/1.1 200")
@@ -214,18 +204,18 @@ async def test_a_malformed_upgrade_is_400_and_the_server_keeps_serving(
         f"GET /ws?token={mint('alice')} HTTP/1.1\r\nHost: greenroom\r\n"
         f"Upgrade: websocket\r\nConnection: Upgrade\r\n{headers}\r\n"
     )
-    response = await _exchange(server.address, request.encode())
+    response = await exchange(server.address, request.encode())
 
     assert response.startswith(b"HTTP/1.1 400 Bad Request\r\n")
     assert b"bad WebSocket handshake" in response
-    await _still_serving(server)
+    await still_serving(server)
 
 
 async def test_a_malformed_request_line_is_400(server: RunningServer) -> None:
-    response = await _exchange(server.address, b"NOT HTTP AT ALL\r\n\r\n")
+    response = await exchange(server.address, b"NOT HTTP AT ALL\r\n\r\n")
 
     assert response.startswith(b"HTTP/1.1 400 Bad Request\r\n")
-    await _still_serving(server)
+    await still_serving(server)
 
 
 @pytest.mark.parametrize(
@@ -243,10 +233,10 @@ async def test_a_malformed_request_line_is_400(server: RunningServer) -> None:
 async def test_a_broken_request_body_is_400_and_the_server_keeps_serving(
     server: RunningServer, request_: bytes, eof: bool
 ) -> None:
-    response = await _exchange(server.address, request_, eof=eof)
+    response = await exchange(server.address, request_, eof=eof)
 
     assert response.startswith(b"HTTP/1.1 400 Bad Request\r\n")
-    await _still_serving(server)
+    await still_serving(server)
 
 
 # WebSocket frames
@@ -415,7 +405,7 @@ async def test_a_client_that_vanishes_leaves_no_connection_behind(
     await raw.stream.aclose()
 
     await wait_until(lambda: not server.service.connections and server.http.open_streams == 0)
-    await _still_serving(server)
+    await still_serving(server)
 
 
 async def test_a_ping_queued_behind_the_servers_close_gets_no_pong_and_breaks_nothing(
