@@ -12,7 +12,7 @@ from __future__ import annotations
 import os
 import struct
 from collections import deque
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from typing import TYPE_CHECKING, Any, ClassVar
 
 import attrs
@@ -115,7 +115,8 @@ class WireSocket:
     #: Bytes of frames already begun: they go out before anything else.
     _unsent: bytes = b""
     _events: deque[Any] = attrs.Factory(deque)
-    _parts: list[Any] = attrs.Factory(list)
+    #: The message being received in fragments (None between messages).
+    _parts: bytearray | None = None
     _size: int = 0
 
     @property
@@ -176,7 +177,10 @@ class WireSocket:
         try:
             while sent < len(data):
                 await trio.lowlevel.wait_writable(self.stream.socket)
-                sent += self._send_now(data[sent:])
+                written = self._send_now(data[sent:])
+                if written:  # a peer still reading: the stall starts afresh
+                    sent += written
+                    self.sending_since = trio.current_time()
         finally:
             self.sending_since = None
             if sent < len(data):
@@ -225,14 +229,14 @@ class WireSocket:
             if not data:
                 return None
             self._ws.receive_data(data)
-            self._events.extend(self._ws.events())
+            self._events.extend(_newest_ping_only(self._ws.events()))
 
     async def _take(self, event: Any) -> str | bytes | None:
         """A whole message from `event`, or None (a part, or a control frame)."""
         match event:
             case TextMessage() | BytesMessage():
-                self._parts.append(event.data)
-                self._size += message_bytes(event.data)
+                data = event.data
+                self._size += message_bytes(data)
                 if self._size > self.max_message_bytes:
                     self._events.clear()
                     await self.close(
@@ -240,12 +244,20 @@ class WireSocket:
                         f"messages are limited to {self.max_message_bytes} bytes",
                     )
                     return None
+                text = isinstance(data, str)
+                if event.message_finished and self._parts is None:
+                    self._size = 0
+                    return data if isinstance(data, str) else bytes(data)  # one frame
+                # Fragments go into one buffer, as UTF-8 for a text: kept as
+                # objects of their own, a message sent two bytes a frame took
+                # 34 times --max-message-bytes.
+                if self._parts is None:
+                    self._parts = bytearray()
+                self._parts += data.encode() if isinstance(data, str) else data
                 if not event.message_finished:
                     return None
-                parts, self._parts, self._size = self._parts, [], 0
-                if isinstance(event, TextMessage):
-                    return "".join(parts)
-                return b"".join(parts)
+                whole, self._parts, self._size = bytes(self._parts), None, 0
+                return whole.decode() if text else whole
             case Ping() if self._ws.state is ConnectionState.OPEN:
                 await self._send_raw(self._ws.send(event.response()))
             case CloseConnection():
@@ -268,6 +280,18 @@ class WireSocket:
                     pass
         except (trio.BrokenResourceError, trio.ClosedResourceError, RemoteProtocolError):
             pass
+
+
+def _newest_ping_only(events: Iterable[Any]) -> list[Any]:
+    """`events` with every ping but the newest left out: a pong each for a
+    flood of them, written before anything else is served, stalled the
+    whole server; RFC 6455 §5.5.3 lets only the newest be answered."""
+    events = list(events)
+    pings = [i for i, event in enumerate(events) if isinstance(event, Ping)]
+    if len(pings) < 2:
+        return events
+    older = set(pings[:-1])
+    return [event for i, event in enumerate(events) if i not in older]
 
 
 @attrs.define(eq=False)

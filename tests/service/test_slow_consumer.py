@@ -16,6 +16,9 @@ must read the stream gapless and in order.
 
 from __future__ import annotations
 
+import json
+import socket
+import struct
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -249,3 +252,53 @@ async def test_events_written_at_once_then_queued_behind_a_full_socket_arrive_in
     for event in events:
         by_run.setdefault(event["run_id"], []).append(event["type"])
     assert by_run == {f"big-{n}": ["agent_started", "agent_completed"] for n in range(runs)}
+
+
+async def _raw_upgrade(address: tuple[str, int], token: str) -> tuple[trio.SocketStream, bytes]:
+    """A WebSocket opened by hand on a socket with a small receive buffer, so
+    that the server's writes wait on this reader; and what came after the
+    101's headers."""
+    sock = trio.socket.socket()
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    await sock.connect(address)
+    stream = trio.SocketStream(sock)
+    await stream.send_all(
+        f"GET /ws?token={token} HTTP/1.1\r\nHost: g\r\nUpgrade: websocket\r\n"
+        "Connection: Upgrade\r\nSec-WebSocket-Version: 13\r\n"
+        "Sec-WebSocket-Key: a2V5a2V5a2V5a2V5a2V5aw==\r\n\r\n".encode()
+    )
+    head = b""
+    while b"\r\n\r\n" not in head:
+        head += await stream.receive_some(4096)
+    status, rest = head.split(b"\r\n\r\n", 1)
+    assert status.startswith(b"HTTP/1.1 101 ")
+    return stream, rest
+
+
+def _masked_text(text: str) -> bytes:
+    payload = text.encode()
+    mask = b"\x01\x02\x03\x04"
+    masked = bytes(byte ^ mask[i % 4] for i, byte in enumerate(payload))
+    assert len(payload) < 65536
+    return struct.pack("!BBH", 0x81, 0x80 | 126, len(payload)) + mask + masked
+
+
+async def test_a_write_the_client_is_still_reading_is_not_a_stall(
+    start_server: Callable[..., Awaitable[ServerHandle]], mint: Callable[[str], str]
+) -> None:
+    # The write timeout counted from when a write began, not from its last
+    # progress: a client reading a long answer steadily was cut off.
+    server = (await start_server(write_timeout=0.3)).server
+    big = "x" * 40_000
+    stream, received = await _raw_upgrade(server.address, mint("reader"))
+    async with stream:
+        request = {"type": "run", "agent": "echo", "input": big, "run_id": "long"}
+        await stream.send_all(_masked_text(json.dumps(request)))
+        with trio.fail_after(PATIENCE * 2):
+            while received.count(big.encode()) < 2:  # the input, then the output
+                chunk = await stream.receive_some(2048)
+                assert chunk, f"cut off after {len(received):,} bytes"
+                received += chunk
+                await trio.sleep(0.01)  # about 200 KB a second: slow, never stalled
+
+    assert b'"type":"agent_completed"' in received

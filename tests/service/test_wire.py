@@ -10,6 +10,7 @@ import json
 import os
 import socket
 import struct
+import tracemalloc
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -432,3 +433,40 @@ async def test_a_ping_queued_behind_the_servers_close_gets_no_pong_and_breaks_no
     await raw.eof()
     assert after_close == [None]
     await wait_until(lambda: wire.open_streams == 0)
+
+
+async def test_a_ping_flood_is_answered_with_one_pong_a_read(
+    server: RunningServer, mint: Callable[[str], str]
+) -> None:
+    # A pong each, written before anything else was served, let one client
+    # stall the whole server; RFC 6455 §5.5.3 allows answering the newest only.
+    raw = await _RawWebSocket.connect(server.address, f"/ws?token={mint('alice')}")
+    await raw.send(*[_frame(PING, b"%d" % n) for n in range(500)], _frame(TEXT, b'{"type":"ping"}'))
+
+    pongs = []
+    while (frame := await raw.frame())[1] == PONG:
+        pongs.append(frame[2])
+
+    assert json.loads(frame[2]) == {"type": "pong"}
+    assert 1 <= len(pongs) < 50 and pongs[-1] == b"499"
+
+
+async def test_a_message_in_many_small_fragments_holds_about_its_own_size(
+    server: RunningServer, mint: Callable[[str], str]
+) -> None:
+    # Each fragment was kept as an object of its own: 100 KB sent two bytes a
+    # frame held about 34 times that.
+    raw = await _RawWebSocket.connect(server.address, f"/ws?token={mint('alice')}")
+    fragment = "Ā".encode()  # two bytes, one character
+    tracemalloc.start()
+    try:
+        before = tracemalloc.get_traced_memory()[0]
+        await raw.send(_frame(TEXT, fragment, fin=False))
+        await raw.send(*[_frame(CONTINUATION, fragment, fin=False) for _ in range(50_000)])
+        await raw.send(_frame(PING, b"after"))  # answered once all before it is read
+        assert await raw.frame() == (True, PONG, b"after")
+        held = tracemalloc.get_traced_memory()[0] - before
+    finally:
+        tracemalloc.stop()
+
+    assert held < 1_000_000, f"{held:,} bytes held for 100 KB of fragments"
