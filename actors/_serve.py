@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import gc
 import logging
+import resource
 import signal
 import sys
 from collections.abc import AsyncIterator, Iterator
@@ -68,6 +70,9 @@ class ServeOptions:
     shutdown_timeout: float = attrs.field(default=10.0, validator=_seconds_or_zero)
     #: See `tuned_gc`; 0 leaves Python's garbage collector as it is.
     gc_threshold: int = attrs.field(default=GC_THRESHOLD, validator=_gc_threshold)
+    #: Connections open at once (0: what the open-file limit allows, less
+    #: `FILES_SPARE`); one more is answered 503 and closed.
+    max_connections: int = attrs.field(default=0, validator=_whole_number)
 
 
 def authority(host: str, port: int) -> str:
@@ -113,6 +118,7 @@ async def open_server(options: ServeOptions, signer: TokenSigner) -> AsyncIterat
                 service.wire_http,
                 service.wire_websocket,
                 max_message_bytes=options.max_message_bytes,
+                max_connections=options.max_connections or connections_the_file_limit_allows(),
             )
             raised: BaseException | None = None  # by the caller's block
             try:
@@ -133,6 +139,30 @@ async def open_server(options: ServeOptions, signer: TokenSigner) -> AsyncIterat
             except BaseExceptionGroup as group:
                 raise_if_alone(group, raised)  # the block's exception, not a group of one
                 raise
+
+
+#: Open files kept for what is not a connection (the listener, logs,
+#: epoll, a scrape) when the connection limit follows the open-file limit.
+FILES_SPARE = 128
+
+
+def raise_open_file_limit() -> int:
+    """Raise this process's soft limit on open files to its hard limit (one
+    connection is one file: the usual soft 1,024 would refuse the 1,025th
+    with EMFILE); the limit now."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft != hard:
+        with contextlib.suppress(ValueError, OSError):
+            resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+            soft = hard
+    return soft
+
+
+def connections_the_file_limit_allows() -> int:
+    soft, _ = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft == resource.RLIM_INFINITY:
+        return 1 << 30
+    return max(1, soft - FILES_SPARE)
 
 
 @contextmanager
@@ -167,7 +197,9 @@ async def serve(
     signals: tuple[signal.Signals, ...] = (signal.SIGINT, signal.SIGTERM),
 ) -> int:
     """Serve until one of `signals` arrives, then shut down in order
-    (see `open_server`) and return 0."""
+    (see `open_server`) and return 0. Raises the open-file limit first
+    (`raise_open_file_limit`)."""
+    raise_open_file_limit()
     with trio.open_signal_receiver(*signals) as received:
         try:
             server = open_server(options, signer)

@@ -12,6 +12,7 @@ to an HTTP handler; both are plain async functions given an `HttpRequest`.
 from __future__ import annotations
 
 import base64
+import contextlib
 import logging
 import socket
 from collections.abc import Awaitable, Callable
@@ -35,6 +36,9 @@ log = logging.getLogger("greenroom")
 #: Seconds an HTTP connection may sit idle between requests, and that a
 #: request's body may take to arrive.
 KEEP_ALIVE_TIMEOUT = 75.0
+#: Seconds a new connection has to send its first request's head: one that
+#: sends nothing is closed long before a kept-alive one would be.
+FIRST_REQUEST_TIMEOUT = 10.0
 #: Seconds to wait for the peer's close frame (or EOF) after ours, before
 #: closing the TCP stream: closing with the peer's data unread would reset it.
 CLOSE_LINGER = 5.0
@@ -109,6 +113,8 @@ class WireServer:
     websocket: WebSocketHandler
     websocket_path: str = "/ws"
     max_message_bytes: int = 1 << 20
+    #: Connections open at once; one more is answered 503 and closed.
+    max_connections: int = 1 << 30
     _streams: set[trio.SocketStream] = attrs.Factory(set)
     _accepting: trio.CancelScope | None = None
     _handlers: trio.Nursery | None = None
@@ -171,6 +177,17 @@ class WireServer:
             self._handlers.cancel_scope.cancel()
 
     async def _serve(self, stream: trio.SocketStream) -> None:
+        if len(self._streams) >= self.max_connections:
+            full = HttpResponse(503, b"the server is at its connection limit\n")
+            # Within a second: the answer, then what the client sent read
+            # away (closed with it unread, the answer would be reset away).
+            with trio.move_on_after(1), contextlib.suppress(trio.BrokenResourceError, OSError):
+                await stream.send_all(_plain_response(full))
+                await stream.send_eof()
+                while await stream.receive_some(READ_SIZE):
+                    pass
+            await stream.aclose()
+            return
         self._streams.add(stream)
         try:
             peer = stream.socket.getpeername()
@@ -186,9 +203,10 @@ class WireServer:
 
     async def _serve_requests(self, stream: trio.SocketStream, client: tuple[str, int]) -> None:
         connection = h11.Connection(h11.SERVER)
+        patience = FIRST_REQUEST_TIMEOUT
         while not self._stopping:
             event: Any = None
-            with trio.move_on_after(KEEP_ALIVE_TIMEOUT) as waiting:
+            with trio.move_on_after(patience) as waiting:
                 self._idle.add(waiting)
                 try:
                     event = await _next_event(connection, stream)
@@ -199,6 +217,7 @@ class WireServer:
                     self._idle.discard(waiting)
             if not isinstance(event, h11.Request):
                 return  # idle too long, or the peer closed
+            patience = KEEP_ALIVE_TIMEOUT
             try:
                 request = _request(event, client)
             except ValueError as error:  # h11 takes targets urlsplit refuses

@@ -96,6 +96,13 @@ _LIMIT_FLAGS: tuple[tuple[str, type, object, str], ...] = (
     ),
     ("--shutdown-timeout", float, 10.0, "seconds to end runs and close sockets on shutdown"),
     (
+        "--max-connections",
+        int,
+        0,
+        "connections open at once, one more answered 503 (0: what the open-file limit "
+        "allows, raised to its hard limit, less 128)",
+    ),
+    (
         "--gc-threshold",
         int,
         50_000,
@@ -326,6 +333,7 @@ def _serve_options(args: argparse.Namespace) -> ServeOptions:
         write_timeout=args.write_timeout,
         shutdown_timeout=args.shutdown_timeout,
         gc_threshold=args.gc_threshold,
+        max_connections=args.max_connections,
     )
 
 

@@ -220,6 +220,7 @@ def test_every_serve_flag_reaches_the_options_it_names() -> None:
             "--deliver-inline", "--allow-origin", "https://a.example",
             "--allow-origin", "https://b.example", "--max-message-bytes", "4096",
             "--write-timeout", "5", "--shutdown-timeout", "6", "--gc-threshold", "0",
+            "--max-connections", "500",
         ]
     )  # fmt: skip
 
@@ -245,6 +246,7 @@ def test_every_serve_flag_reaches_the_options_it_names() -> None:
         write_timeout=5.0,
         shutdown_timeout=6.0,
         gc_threshold=0,
+        max_connections=500,
     )
     defaults = _serve_options(_build_parser().parse_args(["serve"]))
     assert defaults == ServeOptions()
@@ -262,6 +264,7 @@ def test_every_serve_flag_reaches_the_options_it_names() -> None:
         (["--write-timeout", "nan"], "write_timeout must be a number of seconds > 0"),
         (["--max-message-bytes", "0"], "max_message_bytes must be a whole number >= 1"),
         (["--gc-threshold", "-1"], "gc_threshold must be a whole number >= 0"),
+        (["--max-connections", "-1"], "max_connections must be a whole number >= 0"),
         (["--gc-threshold", "2147483648"], "gc_threshold must be at most 2,147,483,647"),
     ],
 )
