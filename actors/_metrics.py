@@ -71,7 +71,11 @@ class CoreCollector(Collector):
             events.add_metric([kind], streams.events_by_type.get(kind, 0))
         yield events
         dropped = CounterMetricFamily(
-            f"{ns}_events_dropped", "Events not delivered, by reason.", labels=["reason"]
+            f"{ns}_events_dropped",
+            "Events not delivered, by reason: run_not_open, an event of a run not open "
+            "(never numbered); subscriber_overflow, once for each subscription ended for "
+            "falling behind (its events stay in the replay window, for a resume).",
+            labels=["reason"],
         )
         for reason in sorted({*DROP_REASONS, *streams.dropped_by_reason}):
             dropped.add_metric([reason], streams.dropped_by_reason.get(reason, 0))
