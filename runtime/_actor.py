@@ -313,6 +313,12 @@ class ActorRef(Generic[M]):
         (`Actor.handle_now`, if its class has `inline_sends`).
         """
         cell = self._cell
+        pacer = cell.pacer
+        pacer.sends += 1
+        if pacer.sends >= YIELD_EVERY:
+            pacer.sends = 0
+            # Before the message goes: cancelled here, nothing was sent.
+            await trio.lowlevel.checkpoint()
         mailbox = cell.mailbox
         if not (cell.inline is not None and mailbox.waiting and cell.handle_inline(message)):
             try:
@@ -323,11 +329,6 @@ class ActorRef(Generic[M]):
             except ActorStopped:
                 cell.books.dead_letter()
                 raise
-        pacer = cell.pacer
-        pacer.sends += 1
-        if pacer.sends >= YIELD_EVERY:
-            pacer.sends = 0
-            await trio.lowlevel.checkpoint()
 
     async def ask(self, message: M) -> Any:
         """Send `message` and wait for the handler's return value.
@@ -342,14 +343,16 @@ class ActorRef(Generic[M]):
         """
         cell = self._cell
         if cell.answer is not None and cell.mailbox.waiting:
-            reply = cell.answer_inline(message)
-            if reply is not LATER:
-                pacer = cell.pacer
-                pacer.sends += 1
-                if pacer.sends >= YIELD_EVERY:
-                    pacer.sends = 0
-                    await trio.lowlevel.checkpoint()
-                return reply
+            pacer = cell.pacer
+            pacer.sends += 1
+            if pacer.sends >= YIELD_EVERY:
+                pacer.sends = 0
+                # Before it is answered: cancelled here, nothing was asked.
+                await trio.lowlevel.checkpoint()
+            if cell.mailbox.waiting:  # still idle, after that turn
+                reply = cell.answer_inline(message)
+                if reply is not LATER:
+                    return reply
         request = _Ask(message, current_task())
         try:
             try:

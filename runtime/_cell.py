@@ -148,12 +148,19 @@ class _Cell:
         seen its task parked on the empty mailbox. An exception crashes the
         actor: it is raised in the actor's own task, from its wait."""
         assert self.inline is not None
+        mailbox = self.mailbox
+        parked = mailbox.set_aside()  # one message at a time: a send from in here queues
         try:
             done = self.inline(self.actor, message)
         except Exception as error:
+            mailbox.restore(parked, wake=False)
             self.inline = self.answer = None  # nothing more reaches the failed instance
-            self.mailbox.throw(error)
+            mailbox.throw(error)
             return True
+        except BaseException:
+            mailbox.restore(parked)
+            raise
+        mailbox.restore(parked)
         if done:
             self._handled_inline()
         return done
@@ -163,11 +170,15 @@ class _Cell:
         caller has seen its task parked on the empty mailbox): its reply,
         or `LATER`. An exception it raises is the asker's."""
         assert self.answer is not None
+        mailbox = self.mailbox
+        parked = mailbox.set_aside()  # one message at a time: a send from in here queues
         try:
             reply = self.answer(self.actor, message)
         except Exception:
             self.handled += 1
             raise
+        finally:
+            mailbox.restore(parked)
         if reply is not LATER:
             self._handled_inline()
         return reply

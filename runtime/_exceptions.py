@@ -11,6 +11,8 @@ it is re-raised in the caller as it is.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+
 import trio
 
 
@@ -55,10 +57,9 @@ def raise_if_alone(group: BaseExceptionGroup[BaseException], error: BaseExceptio
     """
     if error is None:
         return
-    inner: BaseException = group
-    while isinstance(inner, BaseExceptionGroup) and len(inner.exceptions) == 1:
-        inner = inner.exceptions[0]
-    if inner is error:
+    # The same exceptions, however trio regrouped them (a group it split to
+    # take out its Cancelled is a copy): `error` itself, a group included.
+    if [id(leaf) for leaf in _leaves(group)] == [id(leaf) for leaf in _leaves(error)]:
         # Raised again here, `error` would have the group as its context and
         # lose its own chain (`raise ... from`): it leaves as it came.
         cause, context, suppress = error.__cause__, error.__context__, error.__suppress_context__
@@ -67,3 +68,12 @@ def raise_if_alone(group: BaseExceptionGroup[BaseException], error: BaseExceptio
         finally:
             error.__cause__, error.__context__ = cause, context
             error.__suppress_context__ = suppress
+
+
+def _leaves(error: BaseException) -> Iterator[BaseException]:
+    """The exceptions in `error`, through every group, in order."""
+    if isinstance(error, BaseExceptionGroup):
+        for inner in error.exceptions:
+            yield from _leaves(inner)
+    else:
+        yield error

@@ -142,6 +142,21 @@ class Mailbox:
         """The consumer is parked in `wait` (so nothing is queued)."""
         return self._receiver is not None
 
+    def set_aside(self) -> Task | None:
+        """Take the parked consumer out of sight while its actor handles a
+        message in another task (`handle_now`, `answer_now`): `waiting` is
+        False meanwhile, so a message sent to it then is queued, never
+        handled inside that handling. Give it back with `restore`."""
+        task, self._receiver = self._receiver, None
+        return task
+
+    def restore(self, task: Task | None, *, wake: bool = True) -> None:
+        """Park `task` (from `set_aside`) again; woken at once if something
+        was queued meanwhile (unless `wake` is False)."""
+        self._receiver = task
+        if wake and self._items and task is not None:
+            self._wake()
+
     def poke(self) -> None:
         """Wake a parked consumer without giving it an item."""
         self._wake()

@@ -421,9 +421,10 @@ class Supervisor:
                 except Exception as error:
                     cell.nursery = None
                     if starting:
-                        self._forget(cell, error)
-                        # spawn raises what on_start raised, not our nursery's group.
+                        # spawn raises what on_start raised, not our nursery's
+                        # group, and a monitor hears of that error too.
                         failure = _one_error(error)
+                        self._forget(cell, failure)
                         if failure is error:
                             raise
                         raise failure from failure.__cause__

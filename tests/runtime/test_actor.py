@@ -457,35 +457,3 @@ async def test_an_idle_actor_keeps_nothing_alive_of_what_it_handled() -> None:
 
         assert [each() for each in gone] == [None, None]
         assert not [o for o in gc.get_objects() if isinstance(o, trio.WouldBlock)]
-
-
-class Judge(Actor[Any]):
-    """Waits for `release`, then records whether its asker still waits."""
-
-    def __init__(self, release: trio.Event, seen: list[bool]) -> None:
-        self.release = release
-        self.seen = seen
-
-    async def handle(self, message: Any) -> Any:
-        self.seen.append(self.ask_abandoned)
-        await self.release.wait()
-        self.seen.append(self.ask_abandoned)
-        return message
-
-
-async def test_a_handler_can_tell_that_its_asker_has_given_up_the_ask(
-    autojump_clock: trio.abc.Clock,
-) -> None:
-    release, seen = trio.Event(), []
-    async with open_actor_system() as system:
-        ref = await system.spawn(lambda: Judge(release, seen))
-        with trio.move_on_after(1) as scope:
-            await ref.ask("wanted")
-        assert scope.cancelled_caught
-        release.set()
-        await wait_all_tasks_blocked()
-        assert seen == [False, True]  # waited for, then given up
-
-        await ref.send("told")  # a send is not an ask
-        await wait_all_tasks_blocked()
-        assert seen[2] is False

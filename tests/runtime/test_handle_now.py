@@ -223,3 +223,48 @@ async def test_without_inline_sends_a_lingering_actor_handles_in_its_own_task_an
 
     assert [(h.where, h.message) for h in log] == [("now", Note(1)), ("now", Note(2))]
     assert log[0].task is not current_task() and log[1].task is not current_task()
+
+
+class PingPong(Actor[Any]):
+    """Answers each int with the next one to its peer, from `handle_now`,
+    noting how deep its own handle_now calls nest."""
+
+    def __init__(self, seen: list[int], depth: list[int]) -> None:
+        self.peer: Any = None
+        self.seen, self.depth = seen, depth
+        self.inside = 0
+
+    def handle_now(self, message: Any) -> bool:
+        if not isinstance(message, int):
+            return False
+        self.inside += 1
+        self.depth.append(self.inside)
+        self.seen.append(message)
+        if message < 5_000:
+            self.peer.send_nowait(message + 1)
+        self.inside -= 1
+        return True
+
+    async def handle(self, message: Any) -> None:
+        self.peer = message
+
+
+async def test_handle_now_is_never_entered_again_from_within_itself() -> None:
+    # Two idle actors sending to each other from handle_now nested one call
+    # in the other, one level a message, until RecursionError left both
+    # awake with no receiver: every later message hung.
+    seen: list[int] = []
+    depth: list[int] = []
+    async with open_actor_system() as system:
+        a = await system.spawn(lambda: PingPong(seen, depth))
+        b = await system.spawn(lambda: PingPong(seen, depth))
+        await a.send(b)
+        await b.send(a)
+        await wait_all_tasks_blocked()
+        a.send_nowait(0)
+        with trio.fail_after(5):
+            while len(seen) < 5_001:
+                await trio.sleep(0.01)
+
+    assert seen == list(range(5_001))
+    assert max(depth) == 1

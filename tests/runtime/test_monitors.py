@@ -5,6 +5,7 @@ from __future__ import annotations
 from functools import partial
 from typing import Any
 
+import pytest
 import trio
 from trio.testing import wait_all_tasks_blocked
 
@@ -95,3 +96,24 @@ async def test_a_notice_to_a_monitor_that_has_stopped_counts_as_a_dead_letter() 
 
         assert heard == []
         assert system.statistics().dead_letters == 1
+
+
+class FailsToStart(Actor[Any]):
+    async def on_start(self) -> None:
+        raise OSError("no")
+
+    async def handle(self, message: Any) -> None:
+        pass
+
+
+async def test_a_monitor_hears_of_a_failed_start_with_the_error_itself() -> None:
+    # It heard the supervisor's nursery's exception group, not the OSError.
+    heard: list[ChildExited] = []
+    async with open_actor_system() as system:
+        watcher = await system.spawn(partial(Watcher, heard))
+        with pytest.raises(OSError, match="no"):
+            await system.spawn(FailsToStart, monitor=watcher)
+        await wait_all_tasks_blocked()
+
+    assert len(heard) == 1
+    assert type(heard[0].error) is OSError and str(heard[0].error) == "no"

@@ -108,6 +108,18 @@ async def test_an_error_from_the_block_keeps_its_chain() -> None:
     assert implicit.value.__cause__ is None and not implicit.value.__suppress_context__
 
 
+async def test_a_group_raised_by_the_block_comes_out_as_that_group_not_wrapped_again() -> None:
+    async def fails() -> None:
+        raise ValueError("inner")
+
+    with pytest.raises(ExceptionGroup) as raised:
+        async with open_actor_system(), trio.open_nursery() as nursery:  # the block's own
+            nursery.start_soon(fails)
+
+    assert len(raised.value.exceptions) == 1
+    assert isinstance(raised.value.exceptions[0], ValueError)
+
+
 class Noted(Actor[str]):
     def __init__(self, label: str, log: list[str]) -> None:
         self.label = label
