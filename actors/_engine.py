@@ -314,11 +314,7 @@ class EngineActor(Actor[Any]):
         except Exception as error:
             data = {"reason": "exception", "detail": f"{type(error).__name__}: {error}"}
         except BaseException as error:
-            if not _passes_through(error):
-                # SystemExit, or an agent's own BaseException: this run's
-                # failure, not the server's.
-                data = {"reason": "exception", "detail": f"{type(error).__name__}: {error}"}
-            else:
+            if _passes_through(error):
                 # Cancelled past the run's own scope: the engine's nursery is
                 # being cancelled (or Ctrl-C). If the run was ended on purpose
                 # (shutdown), say so.
@@ -326,6 +322,9 @@ class EngineActor(Actor[Any]):
                     outcome = record.end_reason
                     data = {"reason": outcome, "detail": record.end_detail}
                 raise
+            # SystemExit, or an agent's own BaseException: this run's failure,
+            # not the server's.
+            data = {"reason": "exception", "detail": f"{type(error).__name__}: {error}"}
         finally:
             seconds = trio.current_time() - began
             data["duration_ms"] = round(seconds * 1000.0, 3)

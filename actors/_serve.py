@@ -210,11 +210,12 @@ async def serve(
                 file=sys.stderr,
             )
             return 1
-        closed = False
-        try:
-            # Tuned once serving (what start-up built is frozen) until the last
-            # socket is closed: the shutdown allocates as much as a busy minute.
-            with tuned_gc(options.gc_threshold):
+        # Tuned once serving (what start-up built is frozen) until the last
+        # socket is closed: the shutdown allocates as much as a busy minute.
+        # Whatever fails meanwhile, the server still shuts down in order.
+        with contextlib.ExitStack() as tuned:
+            try:
+                tuned.enter_context(tuned_gc(options.gc_threshold))
                 print(
                     f"greenroom serving on http://{authority(*running.address)} "
                     f"(WebSocket: {running.url})",
@@ -223,10 +224,7 @@ async def serve(
                 async for signum in received:
                     log.info("received %s: shutting down", signal.Signals(signum).name)
                     break
-                closed = True
-                await server.__aexit__(None, None, None)
-        finally:
-            if not closed:  # whatever failed, the server still shuts down in order
+            finally:
                 await server.__aexit__(None, None, None)
     log.info("stopped")
     return 0

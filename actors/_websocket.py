@@ -244,7 +244,6 @@ class WireSocket:
                         f"messages are limited to {self.max_message_bytes} bytes",
                     )
                     return None
-                text = isinstance(data, str)
                 if event.message_finished and self._parts is None:
                     self._size = 0
                     return data if isinstance(data, str) else bytes(data)  # one frame
@@ -257,7 +256,7 @@ class WireSocket:
                 if not event.message_finished:
                     return None
                 whole, self._parts, self._size = bytes(self._parts), None, 0
-                return whole.decode() if text else whole
+                return whole.decode() if isinstance(data, str) else whole  # as each part was
             case Ping() if self._ws.state is ConnectionState.OPEN:
                 await self._send_raw(self._ws.send(event.response()))
             case CloseConnection():
@@ -287,11 +286,8 @@ def _newest_ping_only(events: Iterable[Any]) -> list[Any]:
     flood of them, written before anything else is served, stalled the
     whole server; RFC 6455 §5.5.3 lets only the newest be answered."""
     events = list(events)
-    pings = [i for i, event in enumerate(events) if isinstance(event, Ping)]
-    if len(pings) < 2:
-        return events
-    older = set(pings[:-1])
-    return [event for i, event in enumerate(events) if i not in older]
+    newest = max((i for i, event in enumerate(events) if isinstance(event, Ping)), default=-1)
+    return [event for i, event in enumerate(events) if i == newest or not isinstance(event, Ping)]
 
 
 @attrs.define(eq=False)

@@ -310,20 +310,22 @@ def _handshake_refusal(event: h11.Request, request: HttpRequest) -> HttpResponse
             f"bad WebSocket handshake: the version must be 13, got {version!r}\n".encode(),
             headers=(("sec-websocket-version", "13"),),
         )
-    key = request.headers.get("sec-websocket-key", "")
-    try:
-        decoded = base64.b64decode(key, validate=True)
-    except ValueError:
-        decoded = b""
     if event.http_version != b"1.1":
         problem = "an upgrade takes HTTP/1.1"
     elif version is None:
         problem = "no Sec-WebSocket-Version"
-    elif len(decoded) != 16:
+    elif not _is_key(request.headers.get("sec-websocket-key", "")):
         problem = "Sec-WebSocket-Key must be 16 bytes in base64"
     else:
         return None
     return HttpResponse(400, f"bad WebSocket handshake: {problem}\n".encode())
+
+
+def _is_key(text: str) -> bool:
+    try:
+        return len(base64.b64decode(text, validate=True)) == 16
+    except ValueError:
+        return False
 
 
 async def _next_event(connection: h11.Connection, stream: trio.SocketStream) -> Any:

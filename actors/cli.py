@@ -218,10 +218,11 @@ def _ws_url(text: str) -> str:
 
 
 def _split_message(argv: Sequence[str]) -> tuple[list[str], list[str]]:
-    """`chat`'s arguments, and the words after its `--` (message words even
-    if they start with '-'); other commands' arguments are left whole."""
+    """The arguments before the first `--`, and the words after it (chat's
+    message words, even if they start with '-'; `main` refuses them for
+    any other command)."""
     words = list(argv)
-    if "chat" not in words or "--" not in words or words.index("--") < words.index("chat"):
+    if "--" not in words:
         return words, []
     split = words.index("--")
     return words[:split], words[split + 1 :]
